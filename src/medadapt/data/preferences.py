@@ -1,0 +1,163 @@
+"""Preference pairs for `rm` and `dpo`, in TRL's conversational format.
+
+Each pair is `{id, prompt, chosen, rejected, source, dataset}` where `prompt` is a chat (system
+and user turns, the same as every other method sees) and `chosen`/`rejected` are one assistant
+turn each. Sources (`data.preferences.sources`):
+- gold_vs_distractor: the gold response against the same response naming a wrong answer;
+- hallucination: the gold response against a copy with one unsupported fact injected;
+- safety: `data/safety/train.jsonl`, a safe answer against an unsafe one;
+- file: any JSONL with `prompt`, `chosen`, `rejected` (text or chats).
+Pairs are built from train items only, so no eval question is ever a preference prompt.
+A pair whose sides are equal or empty is never written.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+from ..prompts import SYSTEM, messages, response
+from ..scoring.hallucination import drug_names, drugs
+from .records import LETTERS, PUBMEDQA_LABELS, DataError, Record, read_jsonl_numbered
+
+SAFETY_TRAIN = Path("data/safety/train.jsonl")
+
+
+def _turn(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _pair(pair_id: str, prompt: list[dict], chosen: str, rejected: str, source: str, dataset: str) -> dict | None:
+    if not chosen.strip() or not rejected.strip() or chosen.strip() == rejected.strip():
+        return None
+    return {
+        "id": pair_id,
+        "prompt": prompt,
+        "chosen": _turn(chosen),
+        "rejected": _turn(rejected),
+        "source": source,
+        "dataset": dataset,
+    }
+
+
+def wrong_answer(record: Record, rng: random.Random) -> Record:
+    """The same record with a wrong gold answer (a distractor), for the rejected side."""
+    if record.options:
+        wrong = rng.choice([letter for letter in LETTERS[: len(record.options)] if letter != record.answer])
+    elif record.dataset == "pubmedqa":
+        wrong = rng.choice([label for label in PUBMEDQA_LABELS if label != record.answer])
+    elif record.answer:  # an answerable report question: claim the report is silent
+        wrong = ""
+    else:  # an unanswerable one: assert a span the report does not give as the answer
+        sentences = [s.strip() for s in re.split(r"(?<=\.)\s+", record.context) if len(s.split()) > 3]
+        wrong = rng.choice(sentences).rstrip(".")
+    return Record(**{**record.to_dict(), "answer": wrong})
+
+
+def gold_vs_distractor(records: list[Record], rng: random.Random) -> list[dict]:
+    pairs = []
+    for record in records:
+        pair = _pair(f"gvd-{record.id}", messages(record), response(record),
+                     response(wrong_answer(record, rng)), "gold_vs_distractor", record.dataset)
+        pairs.append(pair)
+    return [p for p in pairs if p]
+
+
+def inject_fact(text: str, rng: random.Random) -> str:
+    """`text` with one unsupported fact: a changed number, a swapped drug, or an added dose."""
+    numbers = list(re.finditer(r"\d+(?:\.\d+)?", text))
+    if numbers:
+        match = rng.choice(numbers)
+        value = float(match.group())
+        new = value * rng.choice([2, 3, 5, 10]) + rng.choice([1, 3, 7])
+        new_text = f"{new:g}"
+        return text[: match.start()] + new_text + text[match.end() :]
+    named = sorted(drugs(text))
+    lexicon = sorted(drug_names())
+    if named:
+        old = rng.choice(named)
+        new = rng.choice([d for d in lexicon if d not in named])
+        return re.sub(rf"\b{re.escape(old)}\b", new, text, flags=re.IGNORECASE)
+    drug = rng.choice(lexicon)
+    dose = rng.choice([25, 40, 250, 500, 750])
+    return f"{text.rstrip()} Start {drug} {dose} mg twice daily."
+
+
+def hallucination(records: list[Record], rng: random.Random) -> list[dict]:
+    pairs = []
+    for record in records:
+        if not record.rationale:
+            continue  # nothing grounded to corrupt
+        gold = response(record)
+        answer, _, why = gold.partition("\nExplanation: ")
+        corrupted = f"{answer}\nExplanation: {inject_fact(why, rng)}"
+        pairs.append(_pair(f"hal-{record.id}", messages(record), gold, corrupted, "hallucination", record.dataset))
+    return [p for p in pairs if p]
+
+
+def safety(path: Path = SAFETY_TRAIN) -> list[dict]:
+    pairs = []
+    for number, row in read_jsonl_numbered(path):
+        for field in ("id", "prompt", "safe", "unsafe"):
+            if not isinstance(row.get(field), str) or not row[field].strip():
+                raise DataError(path, number, field, "missing or empty")
+        prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["prompt"]}]
+        pairs.append(_pair(row["id"], prompt, row["safe"], row["unsafe"], "safety", "safety"))
+    return [p for p in pairs if p]
+
+
+def _as_text(value, path, number, field) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+        return value[-1]["content"]
+    raise DataError(path, number, field, "expected text or a list of chat messages")
+
+
+def from_file(path: Path) -> list[dict]:
+    """TRL-format JSONL; text prompts become a chat with the project's system line."""
+    pairs = []
+    for number, row in read_jsonl_numbered(path):
+        for field in ("prompt", "chosen", "rejected"):
+            if field not in row:
+                raise DataError(path, number, field, "missing")
+        prompt = row["prompt"]
+        if isinstance(prompt, str):
+            prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+        elif not isinstance(prompt, list):
+            raise DataError(path, number, "prompt", "expected text or a list of chat messages")
+        chosen = _as_text(row["chosen"], path, number, "chosen")
+        rejected = _as_text(row["rejected"], path, number, "rejected")
+        pairs.append(_pair(f"file-{Path(path).stem}-{number}", prompt, chosen, rejected, "file", "file"))
+    return [p for p in pairs if p]
+
+
+def build_pairs(train: dict[str, list[Record]], prefs, seed: int, root: Path = Path(".")) -> list[dict]:
+    """Every configured source, each shuffled with `seed` and capped at `max_pairs_per_source`."""
+    rng = random.Random(seed)
+    records = [r for dataset in sorted(train) for r in train[dataset]]
+    pairs = []
+    for source in prefs.sources:
+        if source == "gold_vs_distractor":
+            built = gold_vs_distractor(records, rng)
+        elif source == "hallucination":
+            built = hallucination(records, rng)
+        elif source == "safety":
+            built = safety(root / SAFETY_TRAIN)
+        else:
+            built = from_file(Path(prefs.file))
+        rng.shuffle(built)
+        pairs += built[: prefs.max_pairs_per_source]
+    return pairs
+
+
+def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Held-out pairs grouped by prompt, so one prompt never sits on both sides."""
+    prompts = sorted({p["prompt"][-1]["content"] for p in pairs})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[: max(1, round(len(prompts) * eval_fraction))])
+    train = [p for p in pairs if p["prompt"][-1]["content"] not in held]
+    evaluation = [p for p in pairs if p["prompt"][-1]["content"] in held]
+    return train, evaluation
+

@@ -1,0 +1,181 @@
+"""Prompt templates, chat formatting and the one answer parser, shared by every method.
+
+Two prompt families:
+- chat prompts (`messages`) for training and generation: a system line, optional
+  demonstrations as earlier user/assistant turns, then the question. Every method answers in
+  one format, `Answer: <answer>` then `Explanation: <why>`, so one parser reads them all.
+- log-likelihood prompts (`loglik_request`) in lm-evaluation-harness's shapes (`medmcqa`,
+  `medqa_4options`, `pubmedqa`): plain text ending in `Answer:`, scored on ` A`/` B`/... or
+  ` yes`/` no`/` maybe`; few-shot demonstrations joined by a blank line, as lm-eval does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .data.records import LETTERS, PUBMEDQA_LABELS, UNANSWERABLE, Record
+
+SYSTEM = (
+    "You are a careful medical assistant. Reply with 'Answer:' and your answer on the first line, "
+    "then 'Explanation:' and a short justification that uses only facts you are sure of."
+)
+
+# A tokenizer without a chat template (a base model, the tiny test model) gets this one, so
+# that training and generation format conversations the same way for every model.
+PLAIN_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '### Question:\n' + message['content'] + '\n\n' }}"
+    "{% else %}{{ '### Response:\n' + message['content'] + eos_token + '\n\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
+)
+
+PUBMEDQA_INSTRUCTIONS = (
+    "Answer the research question from the abstract with yes, no or maybe.",
+    "Based only on the abstract below, is the answer to the question yes, no or maybe?",
+    "Read the study summary and decide: yes, no or maybe.",
+    "Using the evidence in this abstract, reply yes, no or maybe to the question.",
+)
+
+
+def options_block(options: list[str]) -> str:
+    return "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
+
+
+def user_message(record: Record, variant: int = 0) -> str:
+    """The question as the user asks it; `variant` paraphrases PubMedQA's instruction and
+    reverses its context order on odd variants (for the consistency metric)."""
+    if record.dataset == "pubmedqa":
+        paragraphs = record.context.split("\n")
+        if variant % 2 == 1:
+            paragraphs = paragraphs[::-1]
+        instruction = PUBMEDQA_INSTRUCTIONS[variant % len(PUBMEDQA_INSTRUCTIONS)]
+        return f"{instruction}\n\nAbstract:\n" + "\n".join(paragraphs) + f"\n\nQuestion: {record.question}"
+    if record.dataset == "radqa":
+        return (
+            "Answer the question with a short span copied from the radiology report, or say "
+            f"'{UNANSWERABLE}' if the report does not answer it.\n\n"
+            f"Report:\n{record.context}\n\nQuestion: {record.question}"
+        )
+    return f"Choose the single best option and give its letter.\n\nQuestion: {record.question}\n{options_block(record.options)}"
+
+
+def response(record: Record) -> str:
+    """The gold response: the training target and the demonstration answer."""
+    answer = record.answer_text
+    if record.options:
+        answer = f"{record.answer}. {record.options[LETTERS.index(record.answer)]}"
+    text = f"Answer: {answer}"
+    if record.rationale:
+        text += f"\nExplanation: {record.rationale}"
+    return text
+
+
+def messages(record: Record, demos: list[Record] = (), variant: int = 0) -> list[dict]:
+    """A chat: system line, demonstrations as earlier turns (closest last), then the question."""
+    chat = [{"role": "system", "content": SYSTEM}]
+    for demo in demos:
+        chat.append({"role": "user", "content": user_message(demo)})
+        chat.append({"role": "assistant", "content": response(demo)})
+    chat.append({"role": "user", "content": user_message(record, variant)})
+    return chat
+
+
+def render(tokenizer, chat: list[dict]) -> str:
+    """The chat as the model sees it before its answer."""
+    return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+
+# ---- log-likelihood prompts (lm-evaluation-harness shapes) -----------------------------
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    context: str  # everything before the continuation
+    choices: tuple[str, ...]  # continuations scored, each with a leading space
+    gold: int  # index of the gold choice
+
+
+def loglik_text(record: Record, variant: int = 0) -> str:
+    """lm-eval's `doc_to_text` for the record's task (PubMedQA variants for consistency)."""
+    if record.dataset == "medmcqa":
+        return f"Question: {record.question}\nChoices:\n{options_block(record.options)}\nAnswer:"
+    if record.dataset == "medqa":
+        return f"Question: {record.question}\n{options_block(record.options)}\nAnswer:"
+    if record.dataset == "pubmedqa":
+        paragraphs = record.context.split("\n")
+        if variant % 2 == 1:
+            paragraphs = paragraphs[::-1]
+        text = "Abstract: {}\nQuestion: {}\nAnswer:".format("\n".join(paragraphs), record.question)
+        if variant:
+            text = PUBMEDQA_INSTRUCTIONS[variant % len(PUBMEDQA_INSTRUCTIONS)] + "\n" + text
+        return text
+    raise ValueError(f"{record.dataset} has no log-likelihood form (open answers are generated)")
+
+
+def loglik_choices(record: Record) -> tuple[str, ...]:
+    if record.dataset == "pubmedqa":
+        return PUBMEDQA_LABELS
+    return tuple(LETTERS[: len(record.options)])
+
+
+def loglik_request(record: Record, demos: list[Record] = (), variant: int = 0) -> LoglikRequest:
+    """A k-shot request: demonstrations `text + " " + target` joined by blank lines."""
+    choices = loglik_choices(record)
+    shots = [f"{loglik_text(d)} {d.answer}" for d in demos]
+    context = "\n\n".join(shots + [loglik_text(record, variant)])
+    return LoglikRequest(context, tuple(f" {c}" for c in choices), choices.index(record.answer))
+
+
+# ---- the one answer parser --------------------------------------------------------------
+
+_ANSWER = re.compile(r"answer\s*[:\-]\s*(.*)", re.IGNORECASE)
+_LETTER = re.compile(r"^\(?([A-J])\b[\).:]?")
+_UNANSWERABLE = re.compile(r"not (stated|mentioned|reported|described|given)|cannot be determined|unanswerable", re.I)
+
+
+def answer_line(output: str) -> str | None:
+    """The text after `Answer:` (first line), or the first non-empty line if the tag is missing."""
+    match = _ANSWER.search(output)
+    if match:
+        return match.group(1).strip().splitlines()[0].strip() if match.group(1).strip() else None
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    return lines[0] if lines else None
+
+
+def explanation(output: str) -> str:
+    """The text after `Explanation:`, or everything after the answer line."""
+    match = re.search(r"explanation\s*:\s*(.*)", output, re.IGNORECASE | re.DOTALL)
+    if match:
+        return match.group(1).strip()
+    lines = output.strip().splitlines()
+    return "\n".join(lines[1:]).strip()
+
+
+def parse_answer(output: str, record: Record) -> str | None:
+    """The answer in the record's label space (letter, yes/no/maybe, or span); None if unreadable."""
+    line = answer_line(output)
+    if not line:
+        return None
+    if record.options:
+        return _parse_option(line, record.options)
+    if record.dataset == "pubmedqa":
+        word = re.match(r"\W*(yes|no|maybe)\b", line, re.IGNORECASE)
+        return word.group(1).lower() if word else None
+    if _UNANSWERABLE.search(line):
+        return ""
+    return line.strip().strip(".").strip().strip('"').strip()
+
+
+def _parse_option(line: str, options: list[str]) -> str | None:
+    letters = LETTERS[: len(options)]
+    match = _LETTER.match(line.strip())
+    if match and match.group(1) in letters:
+        return match.group(1)
+    lowered = line.lower().strip(" .")
+    for index, option in enumerate(options):
+        if lowered == option.lower().strip(" ."):
+            return letters[index]
+    return None

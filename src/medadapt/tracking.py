@@ -1,0 +1,58 @@
+"""DVCLive and W&B set-up, shared by every trainer.
+
+DVCLive writes `dvclive/<stage>/metrics.json` and `dvclive/<stage>/plots/metrics/...tsv`, which
+`dvc.yaml` declares as the stage's metrics and plots. W&B runs when `tracking.wandb` is
+`offline` (writes `./wandb/offline-run-*`, no network) or `online`; the API key, if any, comes
+from the environment and is never written anywhere by this project.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .artifacts import remove
+
+DVCLIVE_ROOT = Path("dvclive")
+
+
+def dvclive_dir(stage: str, root: Path = Path(".")) -> Path:
+    return root / DVCLIVE_ROOT / stage
+
+
+def run_name(stage: str, params) -> str:
+    return f"{stage}-{params.method}-{params.model.base.replace('/', '_')}-seed{params.seed}"
+
+
+def report_to(params) -> list[str]:
+    """Integrations for the trainer's `report_to`; DVCLive goes in as a callback instead."""
+    if params.tracking.wandb == "disabled":
+        return []
+    os.environ["WANDB_MODE"] = params.tracking.wandb
+    os.environ.setdefault("WANDB_PROJECT", params.tracking.wandb_project)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return ["wandb"]
+
+
+def callbacks(stage: str, params, root: Path = Path(".")) -> list:
+    """A DVCLive callback writing into `dvclive/<stage>/` (cleared first: one run per stage)."""
+    if not params.tracking.dvclive:
+        return []
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    folder = dvclive_dir(stage, root)
+    remove(folder)
+    # dvcyaml=None: dvc.yaml declares these files itself; the stage must not rewrite it.
+    live = Live(dir=str(folder), dvcyaml=None, save_dvc_exp=False, report=None)
+    return [DVCLiveCallback(live=live)]
+
+
+def finish_wandb() -> None:
+    import sys
+
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
