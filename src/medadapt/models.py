@@ -175,23 +175,30 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_base_model(model_params, root: Path = Path("."), for_training: bool = False):
-    """The base causal LM in the configured dtype and quantization, on the GPU when there is one."""
-    from transformers import AutoModelForCausalLM
+def load_base_model(model_params, root: Path = Path("."), for_training: bool = False, reward: bool = False):
+    """The base in the configured dtype and quantization, on the GPU when there is one: a
+    causal LM, or with `reward` a one-label sequence classifier (the reward model's body)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     quiet_libraries()
     dtype = torch_dtype(model_params.dtype)
     path = base_path(model_params.base, root)
     kwargs = {"dtype": dtype, "trust_remote_code": False}
+    if reward:
+        kwargs["num_labels"] = 1
     quant = quantization_config(model_params.quantization, dtype)
     if quant is not None:
         kwargs["quantization_config"] = quant
     if on_gpu():
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
+        model = model_class.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelError(f"cannot load model.base={model_params.base!r}: {error}") from None
+    if reward and model.config.pad_token_id is None:
+        # Sequence classifiers find each row's last token through the pad id.
+        model.config.pad_token_id = load_tokenizer(path).pad_token_id
     if quant is not None and for_training:
         from peft import prepare_model_for_kbit_training
 

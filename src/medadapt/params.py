@@ -7,6 +7,7 @@ names the valid ones. The comments in `params.yaml` repeat the one-line descript
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Literal
 
@@ -52,10 +53,10 @@ class HubDataset(Section):
 
 
 class PerDataset(Section):
-    pubmedqa: int = Field(ge=0)
-    medmcqa: int = Field(ge=0)
-    medqa: int = Field(ge=0)
-    radqa: int = Field(ge=0)
+    pubmedqa: int = Field(ge=1)
+    medmcqa: int = Field(ge=1)
+    medqa: int = Field(ge=1)
+    radqa: int = Field(ge=1)
 
     def get(self, dataset: str) -> int:
         return getattr(self, dataset)
@@ -198,7 +199,7 @@ def _set_dotted(tree: dict, dotted: str, value: object) -> None:
 
 def parse_params(tree: dict, source: str = "params.yaml", overrides: list[str] = ()) -> Params:
     """Validate a params tree; `overrides` are `key.sub=value` strings (value parsed as YAML)."""
-    tree = dict(tree or {})
+    tree = copy.deepcopy(tree or {})
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep:

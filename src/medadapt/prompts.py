@@ -123,9 +123,10 @@ def loglik_choices(record: Record) -> tuple[str, ...]:
 
 def loglik_request(record: Record, demos: list[Record] = (), variant: int = 0) -> LoglikRequest:
     """A k-shot request: demonstrations `text + " " + target` joined by blank lines."""
+    text = loglik_text(record, variant)  # raises for open-answer datasets
     choices = loglik_choices(record)
     shots = [f"{loglik_text(d)} {d.answer}" for d in demos]
-    context = "\n\n".join(shots + [loglik_text(record, variant)])
+    context = "\n\n".join(shots + [text])
     return LoglikRequest(context, tuple(f" {c}" for c in choices), choices.index(record.answer))
 
 
@@ -139,8 +140,9 @@ _UNANSWERABLE = re.compile(r"not (stated|mentioned|reported|described|given)|can
 def answer_line(output: str) -> str | None:
     """The text after `Answer:` (first line), or the first non-empty line if the tag is missing."""
     match = _ANSWER.search(output)
-    if match:
-        return match.group(1).strip().splitlines()[0].strip() if match.group(1).strip() else None
+    if match:  # the first line after the tag, unless the explanation comes first
+        line = match.group(1).strip()
+        return None if not line or line.lower().startswith("explanation") else line
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     return lines[0] if lines else None
 

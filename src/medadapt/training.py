@@ -117,7 +117,8 @@ def perplexity(loss: float) -> float:
 def save_adapter(model, tokenizer, out: Path, hyperparameters: dict) -> None:
     """Adapter safetensors, tokenizer and the resolved hyperparameters, written atomically."""
     with atomic_dir(out) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
+        model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
         tokenizer.save_pretrained(str(tmp))
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
 

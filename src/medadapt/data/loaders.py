@@ -108,7 +108,8 @@ def radqa_records(squad: dict, path) -> list[Record]:
     for a, article in enumerate(squad["data"]):
         for p, paragraph in enumerate(article.get("paragraphs") or []):
             where = f"data[{a}].paragraphs[{p}]"
-            context = _text(paragraph, "context", path, where)
+            _text(paragraph, "context", path, where)  # present and non-empty
+            context = paragraph["context"]  # unstripped: answer_start counts from its first character
             for q, qa in enumerate(paragraph.get("qas") or []):
                 records.append(_radqa_record(qa, context, path, f"{where}.qas[{q}]"))
     if not records:
@@ -128,6 +129,8 @@ def _radqa_record(qa: dict, context: str, path, where: str) -> Record:
         text, start = answer.get("text"), answer.get("answer_start")
         if not isinstance(text, str) or not isinstance(start, int):
             raise DataError(path, where, "answers", "each answer needs text and an integer answer_start")
+        if not impossible and not text.strip():
+            raise DataError(path, where, "answers", "an answerable question has an empty answer text")
         if context[start : start + len(text)] != text:
             raise DataError(path, where, "answer_start", f"span {text!r} is not in the context at {start}")
     return Record(

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from ..prompts import SYSTEM, messages, response
-from ..scoring.hallucination import drug_names, drugs
+from ..scoring.hallucination import NUMBER, drug_names, drugs, numbers
 from .records import LETTERS, PUBMEDQA_LABELS, DataError, Record, read_jsonl_numbered
 
 SAFETY_TRAIN = Path("data/safety/train.jsonl")
@@ -51,7 +51,7 @@ def wrong_answer(record: Record, rng: random.Random) -> Record:
         wrong = ""
     else:  # an unanswerable one: assert a span the report does not give as the answer
         sentences = [s.strip() for s in re.split(r"(?<=\.)\s+", record.context) if len(s.split()) > 3]
-        wrong = rng.choice(sentences).rstrip(".")
+        wrong = rng.choice(sentences or [record.context.strip()]).rstrip(".")
     return Record(**{**record.to_dict(), "answer": wrong})
 
 
@@ -64,24 +64,25 @@ def gold_vs_distractor(records: list[Record], rng: random.Random) -> list[dict]:
     return [p for p in pairs if p]
 
 
-def inject_fact(text: str, rng: random.Random) -> str:
-    """`text` with one unsupported fact: a changed number, a swapped drug, or an added dose."""
-    numbers = list(re.finditer(r"\d+(?:\.\d+)?", text))
-    if numbers:
-        match = rng.choice(numbers)
-        value = float(match.group())
-        new = value * rng.choice([2, 3, 5, 10]) + rng.choice([1, 3, 7])
-        new_text = f"{new:g}"
-        return text[: match.start()] + new_text + text[match.end() :]
+def inject_fact(text: str, rng: random.Random, sources: list[str] = ()) -> str:
+    """`text` with one fact that neither it nor `sources` states: a changed number, a swapped
+    drug, or an added dose. Facts are what the hallucination rule counts, so the rejected side
+    of every pair is a hallucination by the same rule `evaluate` applies."""
+    known = "\n".join([text, *[s for s in sources if s]])
+    taken_numbers, taken_drugs = numbers(known), drugs(known)
+    matches = list(NUMBER.finditer(text))
+    if matches:
+        match = rng.choice(matches)
+        value = float(match.group().replace(",", ""))
+        new = next(v for v in (value * m + a for m in (2, 3, 5, 10, 20) for a in (1, 3, 7)) if v not in taken_numbers)
+        return text[: match.start()] + f"{new:g}" + text[match.end() :]
+    lexicon = sorted(drug_names() - taken_drugs)
     named = sorted(drugs(text))
-    lexicon = sorted(drug_names())
     if named:
         old = rng.choice(named)
-        new = rng.choice([d for d in lexicon if d not in named])
-        return re.sub(rf"\b{re.escape(old)}\b", new, text, flags=re.IGNORECASE)
-    drug = rng.choice(lexicon)
-    dose = rng.choice([25, 40, 250, 500, 750])
-    return f"{text.rstrip()} Start {drug} {dose} mg twice daily."
+        return re.sub(rf"\b{re.escape(old)}\b", rng.choice(lexicon), text, flags=re.IGNORECASE)
+    dose = next(d for d in (25, 40, 250, 500, 750, 1250) if d not in taken_numbers)
+    return f"{text.rstrip()} Start {rng.choice(lexicon)} {dose} mg twice daily."
 
 
 def hallucination(records: list[Record], rng: random.Random) -> list[dict]:
@@ -91,7 +92,8 @@ def hallucination(records: list[Record], rng: random.Random) -> list[dict]:
             continue  # nothing grounded to corrupt
         gold = response(record)
         answer, _, why = gold.partition("\nExplanation: ")
-        corrupted = f"{answer}\nExplanation: {inject_fact(why, rng)}"
+        sources = [record.question, record.context, *(record.options or []), record.answer_text]
+        corrupted = f"{answer}\nExplanation: {inject_fact(why, rng, sources)}"
         pairs.append(_pair(f"hal-{record.id}", messages(record), gold, corrupted, "hallucination", record.dataset))
     return [p for p in pairs if p]
 

@@ -1,7 +1,8 @@
 """The hallucination rule: an explanation that states a fact its sources do not contain.
 
 A *fact* is a number (a count, dose, size, percentage or lab value: `9`, `2.5`, `40%`,
-`500 mg` all count by their numeric value) or a drug name from `drug_names.txt` (about 370
+`500 mg`, `500mg` all count by their numeric value; digits inside a name such as `SGLT2`
+do not) or a drug name from `drug_names.txt` (about 370
 generic names). An answer hallucinates when its explanation states at least one fact found
 nowhere in the question, context, options, gold answer or gold rationale. Numbers compare by
 value (`0.50` equals `0.5`; `1,000` equals `1000`); drug names by whole lowercase word.
@@ -13,8 +14,9 @@ import re
 from functools import lru_cache
 from importlib.resources import files
 
-_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w])")
-_WORD = re.compile(r"[a-z][a-z\-]+")
+# A number may carry a unit ("500mg", "9mm") but not stand inside a name ("SGLT2", "CD30").
+NUMBER = re.compile(r"(?<![A-Za-z\d.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\d)")
+_WORD = re.compile(r"[a-z]+")  # "heparin-induced" names heparin
 
 
 @lru_cache(maxsize=1)
@@ -24,7 +26,7 @@ def drug_names() -> frozenset[str]:
 
 
 def numbers(text: str) -> set[float]:
-    return {float(match.replace(",", "")) for match in _NUMBER.findall(text or "")}
+    return {float(match.replace(",", "")) for match in NUMBER.findall(text or "")}
 
 
 def drugs(text: str) -> set[str]:

@@ -1,0 +1,320 @@
+"""Stage `evaluate`: score the model of `method` on every eval split, the same way for all.
+
+    dvc repro evaluate                      # the method in params.yaml
+    dvc exp run -S method=dpo               # another method: only this stage re-runs
+    medadapt evaluate --set method=sft      # outside DVC
+
+Reads `method`, `evaluate.*`, `icl.shuffle_permutations`, `model.*`, the eval splits, the
+method's artifact (`models/sft_*`, `models/dpo` or `data/icl/demos.jsonl`), the reward model
+`models/rm` and `data/safety/eval.jsonl`. Writes `metrics/eval.json`,
+`reports/eval_samples.jsonl` (per item: prompt, output, parsed answer, gold, scores),
+`reports/eval_items.json` (per-item scores for paired tests), plot data in `reports/plots/`
+and `reports/pubmedqa_confusion.png`.
+
+The methods differ only in the model (base, base + adapter) and the prompt (zero-shot, or
+k-shot with the `icl` stage's demonstrations); every metric below is computed by this one
+module for all of them:
+- MedMCQA, MedQA: accuracy by option log-likelihood (the headline; lm-eval's `medmcqa` and
+  `medqa_4options` prompts and `acc`), and accuracy of greedy generation read by the shared
+  parser, with its unparsed rate. ICL may vote over shuffled option orders (Medprompt).
+- PubMedQA: accuracy and macro-F1 over yes/no/maybe by log-likelihood (lm-eval's `pubmedqa`
+  prompt); consistency: the share of items answered the same under every prompt variant
+  (paraphrased instruction, reversed context order); generation accuracy.
+- RadQA: SQuAD v2 exact match and token F1 of the generated span; reasoning quality: ROUGE-L of
+  the explanation against the reference rationale, and the reward model's mean score.
+- Hallucination rate: generated explanations stating an unsupported number or drug
+  (`scoring/hallucination.py`). Safety: the reward model's mean score over every answer, and
+  the unsafe rate on held-out risky prompts by the written rule (`scoring/safety.py`) and by
+  the reward model (below the threshold the `rm` stage calibrated, `models/rm/calibration.json`).
+Every rate carries `n` and a bootstrap 95% interval. The LoRA adapter is merged into an
+unquantized base before scoring (`evaluate.merge_adapter`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import write_json
+from ..data.records import PUBMEDQA_LABELS, Record, read_jsonl, read_records, write_jsonl
+from ..inference import generate, loglikelihoods
+from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer
+from ..prompts import SYSTEM, explanation, loglik_request, messages, parse_answer, render
+from ..reward import load_reward_model, load_threshold, score
+from ..scoring.hallucination import unsupported_facts
+from ..scoring.metrics import exact_match, label_metrics, rouge_l, token_f1
+from ..scoring.safety import is_unsafe
+from ..scoring.stats import bootstrap_ci, rate
+from ..training import peak_memory_mb
+from .icl import load_demos, option_permutations, original_letter, shuffled, vote
+
+PREPARED = Path("data/prepared")
+SAFETY_EVAL = Path("data/safety/eval.jsonl")
+METRICS = Path("metrics/eval.json")
+SAMPLES = Path("reports/eval_samples.jsonl")
+ITEMS = Path("reports/eval_items.json")
+PLOTS = Path("reports/plots")
+CONFUSION_PNG = Path("reports/pubmedqa_confusion.png")
+OUTPUTS = [METRICS, SAMPLES, ITEMS, PLOTS, CONFUSION_PNG]
+ADAPTERS = {
+    "sft_pubmedqa": Path("models/sft_pubmedqa"),
+    "sft_medmcqa": Path("models/sft_medmcqa"),
+    "sft": Path("models/sft_medqa"),
+    "dpo": Path("models/dpo"),
+}
+
+
+# ---- the model and prompts of a method -----------------------------------------------------
+
+
+def load_method_model(params, root: Path = Path(".")):
+    """The base, with the method's adapter merged in (or attached, on a quantized base)."""
+    model = load_base_model(params.model, root)
+    adapter = ADAPTERS.get(params.method)
+    if adapter is not None:
+        model = load_adapter(model, root / adapter)
+        if params.model.quantization == "none" and params.evaluate.merge_adapter:
+            model = model.merge_and_unload()
+    model.eval()
+    return model
+
+
+def demonstrations(params, root: Path) -> dict[str, list[Record]]:
+    """eval id -> its demonstration records (empty for every method but icl)."""
+    if params.method != "icl":
+        return defaultdict(list)
+    if not (root / "data/icl/demos.jsonl").exists():
+        raise ModelError("method=icl needs data/icl/demos.jsonl: run `dvc repro icl`")
+    train = {r.id: r for d in params.data.datasets for r in read_records(root / PREPARED / d / "train.jsonl")}
+    return defaultdict(list, {item: [train[i] for i in ids] for item, ids in load_demos(root).items()})
+
+
+# ---- scoring one dataset -------------------------------------------------------------------
+
+
+def loglik_predictions(model, tokenizer, records, demos, params, variant: int = 0) -> list[str]:
+    """The highest-likelihood choice per record; ICL may vote over shuffled option orders."""
+    orders = {r.id: [None] for r in records}
+    if params.method == "icl" and params.icl.shuffle_permutations > 1:
+        orders = {r.id: option_permutations(len(r.options), params.icl.shuffle_permutations, params.seed, r.id)
+                  if r.options else [None] for r in records}
+    jobs = [(r, order) for r in records for order in orders[r.id]]
+    requests = [loglik_request(shuffled(r, o) if o else r, demos[r.id], variant) for r, o in jobs]
+    scores = loglikelihoods(model, tokenizer, requests, params.evaluate.batch_size)
+    votes = defaultdict(list)
+    for (record, order), request, row in zip(jobs, requests, scores):
+        choice = request.choices[int(np.argmax(row))].strip()
+        votes[record.id].append(original_letter(choice, order) if order else choice)
+    return [vote(votes[r.id]) for r in records]
+
+
+def generations(model, tokenizer, records, demos, params) -> tuple[list[str], list[str], int]:
+    prompts = [render(tokenizer, messages(r, demos[r.id])) for r in records]
+    outputs, produced = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
+    return prompts, outputs, produced
+
+
+def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[dict, list[dict], dict]:
+    """Metrics, per-item samples and per-item score vectors of one dataset."""
+    samples_, seed = params.evaluate.bootstrap_samples, params.seed
+    prompts, outputs, produced = generations(model, tokenizer, records, demos, params)
+    parsed = [parse_answer(o, r) for o, r in zip(outputs, records)]
+    samples = [{"id": r.id, "dataset": dataset, "method": params.method, "prompt": p, "output": o,
+                "parsed": a, "gold": r.answer} for r, p, o, a in zip(records, prompts, outputs, parsed)]
+    items, metrics = {}, {"generated_tokens": produced}
+    metrics["unparsed_rate"] = rate([a is None for a in parsed], samples_, seed)
+
+    if dataset == "radqa":
+        em = [exact_match(a, r.answer) for a, r in zip(parsed, records)]
+        f1 = [token_f1(a, r.answer) for a, r in zip(parsed, records)]
+        rouge = [rouge_l(explanation(o), r.rationale) if r.rationale else None for o, r in zip(outputs, records)]
+        metrics.update(exact_match=rate(em, samples_, seed), f1=rate(f1, samples_, seed),
+                       rouge_l=rate(rouge, samples_, seed))
+        items.update(exact_match=em, f1=f1)
+        for sample, e, f, g in zip(samples, em, f1, rouge):
+            sample.update(exact_match=e, f1=round(f, 4), rouge_l=None if g is None else round(g, 4))
+        return metrics, samples, _by_id(records, items)
+
+    generated_correct = [float(a == r.answer) for a, r in zip(parsed, records)]
+    predicted = loglik_predictions(model, tokenizer, records, demos, params)
+    correct = [float(p == r.answer) for p, r in zip(predicted, records)]
+    metrics.update(accuracy=rate(correct, samples_, seed), generation_accuracy=rate(generated_correct, samples_, seed))
+    items.update(accuracy=correct, generation_accuracy=generated_correct)
+    for sample, p, c, g in zip(samples, predicted, correct, generated_correct):
+        sample.update(loglik_answer=p, correct=bool(c), generation_correct=bool(g))
+
+    if dataset == "pubmedqa":
+        metrics.update(pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples, items))
+    return metrics, samples, _by_id(records, items)
+
+
+def pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples, items) -> dict:
+    """Macro-F1 and confusion of the log-likelihood answers, and consistency across variants."""
+    gold = [r.answer for r in records]
+    labels = label_metrics(gold, predicted, PUBMEDQA_LABELS)
+
+    def macro_f1(index):
+        return label_metrics([gold[i] for i in index], [predicted[i] for i in index], PUBMEDQA_LABELS)["macro_f1"]
+
+    low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.seed, statistic=lambda
+                             idx: macro_f1(idx.astype(int)))
+    variants = [predicted] + [loglik_predictions(model, tokenizer, records, demos, params, v)
+                              for v in range(1, params.evaluate.consistency_variants)]
+    consistent = [float(len({v[i] for v in variants}) == 1) for i in range(len(records))]
+    for sample, c in zip(samples, consistent):
+        sample["consistent"] = bool(c)
+    items["consistency"] = consistent
+    return {
+        "macro_f1": {"value": labels["macro_f1"], "low": round(low, 4), "high": round(high, 4), "n": len(gold)},
+        "confusion": {"labels": list(PUBMEDQA_LABELS), "matrix": labels["confusion"]},
+        "consistency": rate(consistent, params.evaluate.bootstrap_samples, params.seed),
+    }
+
+
+def _by_id(records, items: dict[str, list]) -> dict[str, dict[str, float]]:
+    return {name: {r.id: v for r, v in zip(records, values) if v is not None} for name, values in items.items()}
+
+
+# ---- hallucination and safety --------------------------------------------------------------
+
+
+def hallucination(records_by_id: dict[str, Record], samples: list[dict], params) -> tuple[dict, dict]:
+    flags = {}
+    for sample in samples:
+        record = records_by_id[sample["id"]]
+        sources = [record.question, record.context, *(record.options or []), record.answer_text, record.rationale]
+        facts = unsupported_facts(explanation(sample["output"]), sources)
+        sample["unsupported_facts"] = facts
+        flags[sample["id"]] = float(bool(facts))
+    return rate(list(flags.values()), params.evaluate.bootstrap_samples, params.seed), flags
+
+
+def safety_samples(model, tokenizer, params, root: Path) -> list[dict]:
+    rows = read_jsonl(root / SAFETY_EVAL)[: params.evaluate.safety_prompts]
+    chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["prompt"]}] for row in rows]
+    prompts = [render(tokenizer, chat) for chat in chats]
+    outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
+    return [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],
+             "chat": chat, "prompt": prompt, "output": output, "unsafe_rule": is_unsafe(output)}
+            for row, chat, prompt, output in zip(rows, chats, prompts, outputs)]
+
+
+def reward_scores(samples, chats, params, root: Path) -> tuple[list[float], float]:
+    rm, rm_tokenizer = load_reward_model(params, root)
+    rewards = score(rm, rm_tokenizer, chats, [s["output"] for s in samples], params.evaluate.batch_size,
+                    params.rm.max_length)
+    return rewards, load_threshold(root)
+
+
+# ---- plots -----------------------------------------------------------------------------------
+
+
+def write_plots(metrics: dict, root: Path) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = root / PLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "headline.json", {"headline": headline_rows(metrics)})
+    confusion = metrics.get("pubmedqa", {}).get("confusion")
+    if not confusion:
+        return
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    with (folder / "pubmedqa_confusion.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["actual", "predicted"])
+        for i, actual in enumerate(labels):
+            for j, predicted in enumerate(labels):
+                writer.writerows([[actual, predicted]] * matrix[i][j])
+    figure, axis = plt.subplots(figsize=(4, 3.5))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(labels)), labels)
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("gold")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axis.text(j, i, matrix[i][j], ha="center", va="center")
+    axis.set_title(f"PubMedQA, method={metrics['method']}")
+    figure.tight_layout()
+    figure.savefig(root / CONFUSION_PNG, dpi=100, metadata={"Software": None})
+    plt.close(figure)
+
+
+HEADLINE = [
+    ("medmcqa", "accuracy"), ("medqa", "accuracy"), ("pubmedqa", "accuracy"), ("pubmedqa", "macro_f1"),
+    ("pubmedqa", "consistency"), ("radqa", "exact_match"), ("radqa", "f1"), ("radqa", "rouge_l"),
+    (None, "hallucination_rate"), ("safety", "unsafe_rate_rule"), ("safety", "unsafe_rate_rm"),
+]
+
+
+def headline_rows(metrics: dict) -> list[dict]:
+    rows = []
+    for section, name in HEADLINE:
+        value = (metrics.get(section) or {}).get(name) if section else metrics.get(name)
+        if value and value.get("value") is not None:
+            label = f"{section} {name}" if section else name
+            rows.append({"metric": label, "value": value["value"], "low": value["low"], "high": value["high"]})
+    return rows
+
+
+# ---- the stage ------------------------------------------------------------------------------
+
+
+def run(params, root: Path = Path(".")) -> dict:
+    start = time.perf_counter()
+    tokenizer = load_tokenizer(base_path(params.model.base, root))
+    demos = demonstrations(params, root)
+    model = load_method_model(params, root)
+    metrics, samples, items, records_by_id = {"method": params.method}, [], {}, {}
+    questions = 0
+    for dataset in params.data.datasets:
+        records = read_records(root / PREPARED / dataset / "eval.jsonl")
+        records_by_id.update({r.id: r for r in records})
+        metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer, demos,
+                                                                       params)
+        samples += dataset_samples
+        items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
+        questions += len(records)
+        print(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
+                                                    if isinstance(v, dict) and "value" in v))
+    metrics["hallucination_rate"], items["hallucination"] = hallucination(records_by_id, samples, params)
+    safety = safety_samples(model, tokenizer, params, root) if params.evaluate.safety_prompts else []
+    generated_seconds = time.perf_counter() - start
+    del model
+
+    chats = [messages(records_by_id[s["id"]], demos[s["id"]]) for s in samples] + [s.pop("chat") for s in safety]
+    rewards, threshold = reward_scores(samples + safety, chats, params, root)
+    for sample, reward in zip(samples + safety, rewards):
+        sample["reward"] = round(reward, 4)
+    for sample in safety:
+        sample["unsafe_rm"] = sample["reward"] < threshold
+    n, seed = params.evaluate.bootstrap_samples, params.seed
+    if "radqa" in metrics:
+        metrics["radqa"]["reward_mean"] = rate([s["reward"] for s in samples if s["dataset"] == "radqa"], n, seed)
+    metrics["safety"] = {
+        "reward_mean": rate(rewards, n, seed),
+        "unsafe_rate_rule": rate([s["unsafe_rule"] for s in safety], n, seed),
+        "unsafe_rate_rm": rate([s["unsafe_rm"] for s in safety], n, seed),
+        "rm_threshold": round(threshold, 4),
+    }
+    items["safety.unsafe_rule"] = {s["id"]: float(s["unsafe_rule"]) for s in safety}
+    seconds = time.perf_counter() - start
+    metrics["cost"] = {
+        "seconds": round(seconds, 2),
+        "questions_per_second": round((questions + len(safety)) / generated_seconds, 3),
+        "peak_memory_mb": peak_memory_mb(),
+    }
+    write_jsonl(root / SAMPLES, samples + safety)
+    write_json(root / ITEMS, {"method": params.method, "items": items})
+    write_plots(metrics, root)
+    write_json(root / METRICS, metrics)
+    return metrics
+

@@ -1,0 +1,63 @@
+"""Shared fixtures: a throw-away project folder on the tiny model, and the real data samples."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Small sizes so that every stage runs in seconds on the tiny model.
+TINY = {
+    "model": {"base": "builtin:tiny-llama", "max_length": 256},
+    "data": {
+        "train_size": {"pubmedqa": 16, "medmcqa": 16, "medqa": 16, "radqa": 12},
+        "eval_size": {"pubmedqa": 8, "medmcqa": 8, "medqa": 8, "radqa": 8},
+        "preferences": {"max_pairs_per_source": 16},
+    },
+    "sft": {d: {"epochs": 1, "batch_size": 4, "max_length": 256, "save_steps": 2, "learning_rate": 0.003}
+            for d in ("pubmedqa", "medmcqa", "medqa")},
+    "rm": {"batch_size": 4, "max_length": 256},
+    "dpo": {"batch_size": 4, "max_length": 256},
+    "evaluate": {"max_new_tokens": 12, "bootstrap_samples": 200, "safety_prompts": 4},
+}
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder with the repo's sample data and a tiny-model params.yaml, as cwd."""
+    for folder in ("data/sample", "data/safety"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    tree = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_params(folder: Path, **changes) -> None:
+    """Apply nested changes to the folder's params.yaml."""
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(merge(yaml.safe_load(path.read_text()), changes), sort_keys=False))

@@ -1,0 +1,248 @@
+"""params.py: the repo's params.yaml validates; bad keys, types and choices name key and valid values."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+from medadapt.params import (
+    BUILTIN_MODELS,
+    DATASETS,
+    METHODS,
+    ParamsError,
+    Params,
+    dump_params,
+    load_params,
+    parse_params,
+)
+
+
+@pytest.fixture
+def tree() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_repo_params_validate_with_documented_defaults():
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.seed == 42
+    assert params.method == "base"
+    assert params.model.base == "builtin:smollm2-135m"
+    assert params.model.quantization == "none"
+    assert params.model.dtype == "auto"
+    assert params.data.source == "sample"
+    assert params.data.datasets == list(DATASETS)
+    assert params.data.medmcqa_cop_base == 0
+    assert params.data.files.medqa == "medqa/*.jsonl"
+    assert params.data.hub["medmcqa"].path == "openlifescienceai/medmcqa"
+    assert params.data.hub["pubmedqa"].name == "pqa_labeled"
+    assert params.data.preferences.sources == ["gold_vs_distractor", "hallucination", "safety"]
+    assert params.data.preferences.file is None
+    assert params.icl.selector == "knn" and params.icl.k == 3
+    assert params.dpo.init == "sft" and params.dpo.loss_type == "sigmoid"
+    assert params.tracking.wandb == "disabled"
+
+
+def test_dump_round_trips(tree):
+    params = parse_params(tree)
+    assert parse_params(dump_params(params)) == params
+
+
+def _error(tree, overrides=()) -> str:
+    with pytest.raises(ParamsError) as info:
+        parse_params(tree, "params.yaml", list(overrides))
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "override, key, valid",
+    [
+        ("model.quantization=16bit", "model.quantization", ["none", "8bit", "4bit"]),
+        ("method=foo", "method", list(METHODS)),
+        ("icl.selector=x", "icl.selector", ["random", "knn", "balanced"]),
+        ("model.base=builtin:unknown", "model.base", list(BUILTIN_MODELS)),
+        ("model.dtype=int8", "model.dtype", ["auto", "float32", "bfloat16", "float16"]),
+        ("dpo.loss_type=kto", "dpo.loss_type", ["sigmoid", "ipo", "hinge", "robust"]),
+        ("tracking.wandb=maybe", "tracking.wandb", ["disabled", "offline", "online"]),
+        ("data.medmcqa_cop_base=2", "data.medmcqa_cop_base", ["0", "1"]),
+        ("data.datasets=[pubmedqa, mmlu]", "data.datasets.1", list(DATASETS)),
+        ("data.preferences.sources=[safety, humans]", "data.preferences.sources.1",
+         ["gold_vs_distractor", "hallucination", "safety", "file"]),
+    ],
+)
+def test_value_outside_choices_names_key_and_valid_values(tree, override, key, valid):
+    message = _error(tree, [override])
+    assert message.startswith("params.yaml: invalid parameters")
+    lines = [line.strip() for line in message.splitlines()[1:]]
+    line = next(line for line in lines if line.startswith(key + ":"))
+    for value in valid:
+        assert value in line, (value, line)
+    # the rejected value is shown too
+    bad = override.partition("=")[2].strip("[]").split(",")[-1].strip()
+    assert bad in line
+
+
+def test_unknown_key_is_named_with_its_dotted_path(tree):
+    tree["model"]["quantisation"] = "4bit"
+    message = _error(tree)
+    assert "model.quantisation: unknown key" in message
+
+
+def test_unknown_top_level_section(tree):
+    tree["trainer"] = {"epochs": 2}
+    assert "trainer: unknown key" in _error(tree)
+
+
+def test_unknown_key_by_override(tree):
+    assert "lora.rank: unknown key" in _error(tree, ["lora.rank=4"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("seed=abc", "seed"),
+        ("lora.r=0", "lora.r"),
+        ("data.train_size.medqa=-1", "data.train_size.medqa"),
+        ("evaluate.bootstrap_samples=10", "evaluate.bootstrap_samples"),
+        ("data.preferences.eval_fraction=1.5", "data.preferences.eval_fraction"),
+        ("model.max_length=[1, 2]", "model.max_length"),
+        ("sft.pubmedqa.batch_size=many", "sft.pubmedqa.batch_size"),
+    ],
+)
+def test_wrong_type_or_range_names_the_key(tree, override, key):
+    message = _error(tree, [override])
+    assert any(line.strip().startswith(f"{key}: ") for line in message.splitlines()), message
+
+
+def test_wrong_type_in_file(tmp_path, tree):
+    tree["evaluate"]["batch_size"] = "eight"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid parameters")
+    assert "evaluate.batch_size:" in message and "'eight'" in message
+
+
+def test_several_errors_are_all_reported(tree):
+    message = _error(tree, ["method=foo", "icl.selector=x", "lora.bogus=1"])
+    assert "method:" in message and "icl.selector:" in message and "lora.bogus: unknown key" in message
+
+
+def test_missing_required_section_is_named(tree):
+    del tree["data"]["train_size"]
+    assert "data.train_size: Field required" in _error(tree)
+
+
+def test_overrides_are_parsed_as_yaml(tree):
+    params = parse_params(
+        tree,
+        overrides=[
+            "seed=7",
+            "method=dpo",
+            "model.quantization=4bit",
+            "evaluate.merge_adapter=false",
+            "data.datasets=[medqa, pubmedqa]",
+            "data.train_size.medqa=5",
+            "data.preferences.eval_fraction=0.25",
+            "lora.target_modules=[q_proj, v_proj]",
+            "data.preferences.file=pairs.jsonl",
+        ],
+    )
+    assert params.seed == 7 and isinstance(params.seed, int)
+    assert params.method == "dpo"
+    assert params.model.quantization == "4bit"
+    assert params.evaluate.merge_adapter is False
+    assert params.data.datasets == ["medqa", "pubmedqa"]
+    assert params.data.train_size.medqa == 5
+    assert params.data.train_size.pubmedqa == 16  # siblings kept
+    assert params.data.preferences.eval_fraction == 0.25
+    assert params.lora.target_modules == ["q_proj", "v_proj"]
+    assert params.data.preferences.file == "pairs.jsonl"
+
+
+def test_override_value_with_equals_sign(tree):
+    params = parse_params(tree, overrides=["tracking.wandb_project=a=b"])
+    assert params.tracking.wandb_project == "a=b"
+
+
+def test_override_creates_missing_section(tree):
+    del tree["icl"]
+    params = parse_params(tree, overrides=["icl.k=5"])
+    assert params.icl.k == 5 and params.icl.selector == "knn"
+
+
+def test_override_without_equals_is_rejected(tree):
+    with pytest.raises(ParamsError, match="expected key=value"):
+        parse_params(tree, overrides=["method"])
+
+
+def test_override_below_a_scalar_is_rejected(tree):
+    with pytest.raises(ParamsError, match="override seed.x: seed is not a section"):
+        parse_params(tree, overrides=["seed.x=1"])
+
+
+def test_overrides_do_not_modify_the_callers_tree(tree):
+    original = copy.deepcopy(tree)
+    parse_params(tree, overrides=["model.quantization=8bit"])
+    assert tree == original
+
+
+def test_load_params_with_overrides(tmp_path, tree):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    params = load_params(path, ["icl.k=0", "icl.selector=balanced"])
+    assert params.icl.k == 0 and params.icl.selector == "balanced"
+    with pytest.raises(ParamsError, match=r"icl\.selector"):
+        load_params(path, ["icl.selector=x"])
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_missing_params_file_in_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError) as info:
+        load_params()
+    assert str(info.value).startswith("params.yaml: no such params file")
+
+
+def test_invalid_yaml_and_non_mapping(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        load_params(listing)
+
+
+def test_sources_with_file_need_preferences_file(tree):
+    tree["data"]["preferences"]["sources"] = ["gold_vs_distractor", "file"]
+    tree["data"]["preferences"]["file"] = None
+    message = _error(tree)
+    assert "data.preferences:" in message
+    assert "preferences.file is empty" in message
+    tree["data"]["preferences"]["file"] = ""
+    assert "preferences.file is empty" in _error(tree)
+    tree["data"]["preferences"]["file"] = "pairs.jsonl"
+    assert parse_params(tree).data.preferences.file == "pairs.jsonl"
+
+
+@pytest.mark.parametrize("datasets", [[], ["medqa", "medqa"]])
+def test_datasets_must_be_unique_and_non_empty(tree, datasets):
+    tree["data"]["datasets"] = datasets
+    assert "data.datasets:" in _error(tree)
+
+
+def test_params_are_frozen(tree):
+    params = parse_params(tree)
+    with pytest.raises(Exception):
+        params.seed = 1
