@@ -16,18 +16,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Small sizes so that every stage runs in seconds on the tiny model.
+# Small sizes so that every stage runs in seconds on the tiny model (whose 1024-token BPE
+# vocabulary makes a PubMedQA prompt about 500 tokens long).
 TINY = {
-    "model": {"base": "builtin:tiny-llama", "max_length": 256},
+    "model": {"base": "builtin:tiny-llama", "max_length": 1024},
     "data": {
         "train_size": {"pubmedqa": 16, "medmcqa": 16, "medqa": 16, "radqa": 12},
         "eval_size": {"pubmedqa": 8, "medmcqa": 8, "medqa": 8, "radqa": 8},
         "preferences": {"max_pairs_per_source": 16},
     },
-    "sft": {d: {"epochs": 1, "batch_size": 4, "max_length": 256, "save_steps": 2, "learning_rate": 0.003}
+    "sft": {d: {"epochs": 1, "batch_size": 4, "max_length": 1024, "save_steps": 2, "learning_rate": 0.003}
             for d in ("pubmedqa", "medmcqa", "medqa")},
-    "rm": {"batch_size": 4, "max_length": 256},
-    "dpo": {"batch_size": 4, "max_length": 256},
+    "rm": {"batch_size": 4, "max_length": 1024},
+    "dpo": {"batch_size": 4, "max_length": 1024},
     "evaluate": {"max_new_tokens": 12, "bootstrap_samples": 200, "safety_prompts": 4},
 }
 

@@ -159,7 +159,7 @@ def test_overrides_are_parsed_as_yaml(tree):
     assert params.evaluate.merge_adapter is False
     assert params.data.datasets == ["medqa", "pubmedqa"]
     assert params.data.train_size.medqa == 5
-    assert params.data.train_size.pubmedqa == 16  # siblings kept
+    assert params.data.train_size.pubmedqa == 12  # siblings kept
     assert params.data.preferences.eval_fraction == 0.25
     assert params.lora.target_modules == ["q_proj", "v_proj"]
     assert params.data.preferences.file == "pairs.jsonl"

@@ -364,7 +364,8 @@ def test_explanation():
     assert explanation("Answer: B\nExplanation: Culex breeds in rice fields.") == "Culex breeds in rice fields."
     assert explanation("Answer: B\nexplanation:   line one\nline two\n") == "line one\nline two"
     assert explanation("Answer: yes\nEXPLANATION: Because 12 mmHg.") == "Because 12 mmHg."
-    assert explanation("B\nBecause culex.\nMore.") == "Because culex.\nMore."
+    assert explanation("Answer: B\nBecause culex.\nMore.") == "Because culex.\nMore."
+    assert explanation("B\nBecause culex.") == "B\nBecause culex."  # no tags: the whole output
     assert explanation("Answer: B") == ""
     assert explanation("") == ""
     assert explanation(response(MCQA)) == MCQA.rationale

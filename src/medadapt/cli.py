@@ -59,10 +59,22 @@ def run_command(args: argparse.Namespace) -> object:
     if args.command == "sft":
         if args.dataset not in SFT_DATASETS:
             raise ParamsError(f"medadapt sft: dataset {args.dataset!r} is not one of {', '.join(SFT_DATASETS)}")
-        with stage_outputs(module.outputs(args.dataset)):
-            return module.run(params, args.dataset, root)
-    with stage_outputs(module.OUTPUTS):
-        return module.run(params, root)
+        outputs, call = module.outputs(args.dataset), lambda: module.run(params, args.dataset, root)
+    else:
+        outputs, call = module.OUTPUTS, lambda: module.run(params, root)
+    try:
+        with stage_outputs(outputs):
+            return call()
+    finally:
+        end_distributed()
+
+
+def end_distributed() -> None:
+    """Under `accelerate launch`, leave the process group cleanly (NCCL warns otherwise)."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:

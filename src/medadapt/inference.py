@@ -38,14 +38,17 @@ def _forward_last(model, sequences: list[list[int]], pad_id: int) -> list[torch.
 
 
 @torch.no_grad()
-def loglikelihoods(model, tokenizer, requests: list[LoglikRequest], batch_size: int = 8) -> list[list[float]]:
-    """For each request, the summed log-probability of each choice given its context."""
+def loglikelihoods(model, tokenizer, requests: list[LoglikRequest], batch_size: int = 8,
+                   shared_context: bool = True) -> list[list[float]]:
+    """For each request, the summed log-probability of each choice given its context.
+    `shared_context=False` scores every choice with its own forward pass (the benchmark's
+    baseline; the scores are the same)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = [[encode_pair(tokenizer, r.context, c) for c in r.choices] for r in requests]
     jobs = []  # (request index, choice index or None for the shared one-token case, sequence, targets)
     for i, pairs in enumerate(encoded):
         contexts = {tuple(ctx) for ctx, _ in pairs}
-        if len(contexts) == 1 and all(len(cont) == 1 for _, cont in pairs):
+        if shared_context and len(contexts) == 1 and all(len(cont) == 1 for _, cont in pairs):
             jobs.append((i, None, pairs[0][0], [cont[0] for _, cont in pairs]))
         else:
             for j, (ctx, cont) in enumerate(pairs):

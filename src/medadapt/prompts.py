@@ -148,12 +148,15 @@ def answer_line(output: str) -> str | None:
 
 
 def explanation(output: str) -> str:
-    """The text after `Explanation:`, or everything after the answer line."""
+    """The text after `Explanation:`; else what follows the `Answer:` line; else the whole
+    output (a model that ignores the format still explains itself somewhere)."""
     match = re.search(r"explanation\s*:\s*(.*)", output, re.IGNORECASE | re.DOTALL)
     if match:
         return match.group(1).strip()
-    lines = output.strip().splitlines()
-    return "\n".join(lines[1:]).strip()
+    tagged = _ANSWER.search(output)
+    if tagged:
+        return output[tagged.end() :].strip()
+    return output.strip()
 
 
 def parse_answer(output: str, record: Record) -> str | None:

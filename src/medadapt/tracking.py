@@ -36,7 +36,9 @@ def report_to(params) -> list[str]:
 
 def callbacks(stage: str, params, root: Path = Path(".")) -> list:
     """A DVCLive callback writing into `dvclive/<stage>/` (cleared first: one run per stage)."""
-    if not params.tracking.dvclive:
+    from .training import is_main_process
+
+    if not params.tracking.dvclive or not is_main_process():  # one writer under several GPUs
         return []
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback

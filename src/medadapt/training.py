@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import resource
 import time
 from contextlib import contextmanager
@@ -72,20 +73,27 @@ def fingerprint(stage: str, params, sections: dict, inputs: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def resume_checkpoint(output_dir: Path, stamp: str) -> str | None:
-    """The last checkpoint of an interrupted run with the same fingerprint, else a clean folder."""
+def is_main_process() -> bool:
+    """Rank 0 of an `accelerate launch`/`torchrun` job (they set RANK), or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resume_checkpoint(output_dir: Path, stamp: str, accelerator) -> str | None:
+    """The last checkpoint of an interrupted run with the same fingerprint, else a clean folder.
+    Every rank decides first; then rank 0 alone clears the folder, while the others wait."""
     from transformers.trainer_utils import get_last_checkpoint
 
     output_dir = Path(output_dir)
     marker = output_dir / FINGERPRINT
-    if output_dir.is_dir() and marker.exists() and json.loads(marker.read_text()).get("fingerprint") == stamp:
-        last = get_last_checkpoint(str(output_dir))
-        if last:
-            return last
-    remove(output_dir)
-    output_dir.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": stamp}) + "\n")
-    return None
+    same_run = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == stamp
+    last = get_last_checkpoint(str(output_dir)) if same_run else None
+    accelerator.wait_for_everyone()
+    if last is None and accelerator.is_main_process:
+        remove(output_dir)
+        output_dir.mkdir(parents=True)
+        marker.write_text(json.dumps({"fingerprint": stamp}) + "\n")
+    accelerator.wait_for_everyone()
+    return last
 
 
 def clear_checkpoints(output_dir: Path) -> None:

@@ -1,10 +1,11 @@
-"""The hallucination rule: an explanation that states a fact its sources do not contain.
+"""The hallucination rule: a generated answer that states a fact its sources do not contain.
 
 A *fact* is a number (a count, dose, size, percentage or lab value: `9`, `2.5`, `40%`,
 `500 mg`, `500mg` all count by their numeric value; digits inside a name such as `SGLT2`
 do not) or a drug name from `drug_names.txt` (about 370
 generic names). An answer hallucinates when its explanation states at least one fact found
-nowhere in the question, context, options, gold answer or gold rationale. Numbers compare by
+nowhere in the question, context, options, gold answer or gold rationale. `evaluate` applies it
+to the whole generated answer (answer line and explanation). Numbers compare by
 value (`0.50` equals `0.5`; `1,000` equals `1000`); drug names by whole lowercase word.
 """
 

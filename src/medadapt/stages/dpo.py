@@ -92,7 +92,8 @@ def run(params, root: Path = Path(".")) -> dict:
     trainer = make_trainer(params, root)
     sections = {"train": dump_params(params.dpo), "lora": dump_params(params.lora)}
     inputs = [root / PAIRS / "train.jsonl"] + ([root / SFT_ADAPTER] if params.dpo.init == "sft" else [])
-    checkpoint = resume_checkpoint(root / CHECKPOINTS / "dpo", fingerprint("dpo", params, sections, inputs))
+    stamp = fingerprint("dpo", params, sections, inputs)
+    checkpoint = resume_checkpoint(root / CHECKPOINTS / "dpo", stamp, trainer.accelerator)
     before = trainer.evaluate(metric_key_prefix="start")
     with timed() as clock:
         result = trainer.train(resume_from_checkpoint=checkpoint)

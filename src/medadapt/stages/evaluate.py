@@ -22,7 +22,8 @@ module for all of them:
   (paraphrased instruction, reversed context order); generation accuracy.
 - RadQA: SQuAD v2 exact match and token F1 of the generated span; reasoning quality: ROUGE-L of
   the explanation against the reference rationale, and the reward model's mean score.
-- Hallucination rate: generated explanations stating an unsupported number or drug
+- Hallucination rate: generated answers (answer line and explanation) stating an unsupported
+  number or drug
   (`scoring/hallucination.py`). Safety: the reward model's mean score over every answer, and
   the unsafe rate on held-out risky prompts by the written rule (`scoring/safety.py`) and by
   the reward model (below the threshold the `rm` stage calibrated, `models/rm/calibration.json`).
@@ -186,7 +187,7 @@ def hallucination(records_by_id: dict[str, Record], samples: list[dict], params)
     for sample in samples:
         record = records_by_id[sample["id"]]
         sources = [record.question, record.context, *(record.options or []), record.answer_text, record.rationale]
-        facts = unsupported_facts(explanation(sample["output"]), sources)
+        facts = unsupported_facts(sample["output"], sources)  # the answer line can hallucinate too
         sample["unsupported_facts"] = facts
         flags[sample["id"]] = float(bool(facts))
     return rate(list(flags.values()), params.evaluate.bootstrap_samples, params.seed), flags

@@ -91,7 +91,7 @@ def run(params, root: Path = Path(".")) -> dict:
     trainer = make_trainer(params, root)
     sections = {"train": dump_params(params.rm), "lora": dump_params(params.lora)}
     stamp = fingerprint("rm", params, sections, [root / PAIRS / "train.jsonl"])
-    checkpoint = resume_checkpoint(root / CHECKPOINTS / "rm", stamp)
+    checkpoint = resume_checkpoint(root / CHECKPOINTS / "rm", stamp, trainer.accelerator)
     with timed() as clock:
         result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.model.eval()

@@ -12,7 +12,8 @@ Assumptions and choices:
 - Loss on the response tokens only: the data is in TRL's prompt/completion form, whose
   default is completion-only loss; the prompt is the same chat every method sees.
 - `model.quantization` 8bit/4bit loads the base through bitsandbytes and prepares it for
-  k-bit training (QLoRA); the adapter itself stays in full precision.
+  k-bit training (QLoRA); TRL then keeps the adapter weights in bf16, as the QLoRA paper does
+  (on an unquantized base they stay in the model's dtype).
 - A run killed mid-way resumes from its last checkpoint in `checkpoints/sft_<dataset>/`
   (a persistent DVC output) when params and inputs are unchanged; the adapter folder is
   written only after training finished.
@@ -28,7 +29,7 @@ from .. import tracking
 from ..artifacts import write_json
 from ..data.records import read_records
 from ..models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config, trainable_parameters
-from ..params import SFT_DATASETS, dump_params
+from ..params import SFT_DATASETS, ParamsError, dump_params
 from ..prompts import messages, response
 from ..training import (
     CHECKPOINTS,
@@ -114,13 +115,24 @@ def eval_losses(trainer) -> dict:
     return {"eval_loss_base": round(base, 4), "eval_loss_start": round(start, 4)}
 
 
+def check_examples(trainer, params, dataset: str) -> None:
+    """TRL drops an example whose prompt alone fills `max_length`; none left is a params error."""
+    for split, data in (("train", trainer.train_dataset), ("eval", trainer.eval_dataset)):
+        if len(data) == 0:
+            limit = min(getattr(params.sft, dataset).max_length, params.model.max_length)
+            raise ParamsError(f"sft.{dataset}.max_length / model.max_length: no {split} example of {dataset} fits "
+                              f"in {limit} tokens (see the token lengths in metrics/prepare.json); raise them")
+
+
 def run(params, dataset: str, root: Path = Path(".")) -> dict:
     stage = stage_name(dataset)
     trainer = make_trainer(params, dataset, root)
+    check_examples(trainer, params, dataset)
     previous = previous_adapter(dataset, root)
     inputs = [root / PREPARED / dataset / "train.jsonl"] + ([previous] if previous else [])
     sections = {"train": dump_params(getattr(params.sft, dataset)), "lora": dump_params(params.lora)}
-    checkpoint = resume_checkpoint(root / CHECKPOINTS / stage, fingerprint(stage, params, sections, inputs))
+    stamp = fingerprint(stage, params, sections, inputs)
+    checkpoint = resume_checkpoint(root / CHECKPOINTS / stage, stamp, trainer.accelerator)
 
     before = eval_losses(trainer)
     with timed() as clock:
@@ -136,6 +148,7 @@ def run(params, dataset: str, root: Path = Path(".")) -> dict:
         "trainable_params": trainable,
         "trainable_percent": round(100 * trainable / total, 4),
         "tokens_seen": tokens,
+        "train_examples": len(trainer.train_dataset),
         "steps": trainer.state.global_step,
         "quantization": params.model.quantization,
         "cost": {  # the only figures that vary between identical runs
