@@ -131,6 +131,13 @@ def save_adapter(model, tokenizer, out: Path, hyperparameters: dict) -> None:
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
 
 
+def pair_dataset(pairs: list[dict]):
+    """Preference pairs as the `datasets.Dataset` that RewardTrainer and DPOTrainer read."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+
+
 def summary_line(stage: str, metrics: dict) -> str:
     parts = [f"{key}={metrics[key]}" for key in sorted(metrics) if not isinstance(metrics[key], (dict, list))]
     return f"[{stage}] " + " ".join(parts)

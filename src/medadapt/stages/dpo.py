@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import Dataset
-
 from .. import tracking
 from ..artifacts import write_json
 from ..data.records import read_jsonl
@@ -28,6 +26,7 @@ from ..training import (
     CHECKPOINTS,
     clear_checkpoints,
     fingerprint,
+    pair_dataset,
     peak_memory_mb,
     resume_checkpoint,
     save_adapter,
@@ -41,10 +40,6 @@ SFT_ADAPTER = Path("models/sft_medqa")
 DPO_DIR = Path("models/dpo")
 METRICS = Path("metrics/dpo.json")
 OUTPUTS = [DPO_DIR, METRICS, tracking.DVCLIVE_ROOT / "dpo"]
-
-
-def pair_dataset(pairs: list[dict]) -> Dataset:
-    return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
 
 
 def start_model(params, root: Path):

@@ -22,8 +22,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
-
 from .. import tracking
 from ..artifacts import write_json
 from ..data.records import read_jsonl
@@ -35,6 +33,7 @@ from ..training import (
     CHECKPOINTS,
     clear_checkpoints,
     fingerprint,
+    pair_dataset,
     peak_memory_mb,
     resume_checkpoint,
     save_adapter,
@@ -46,10 +45,6 @@ from ..training import (
 PAIRS = Path("data/prepared/preferences")
 METRICS = Path("metrics/rm.json")
 OUTPUTS = [RM_DIR, METRICS, tracking.DVCLIVE_ROOT / "rm"]
-
-
-def pair_dataset(pairs: list[dict]) -> Dataset:
-    return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
 
 
 def make_trainer(params, root: Path = Path(".")):
