@@ -59,7 +59,10 @@ def collect(root: Path = Path(".")) -> dict[str, dict]:
     """method -> {metrics, items, source}: the newest result per method (workspace first)."""
     refs = _git("for-each-ref", "--sort=-committerdate", "--format=%(objectname) %(refname)", "refs/exps",
                 root=root).split("\n")
-    revisions = [(None, "workspace"), ("HEAD", "HEAD")] + [tuple(line.split(" ", 1)) for line in refs if line]
+    # refs/exps/<xx>/<baseline sha>/<name> are finished experiments; celery/ and exec/ hold
+    # DVC's queue bookkeeping, not results.
+    finished = [line.split(" ", 1) for line in refs if line and not any(k in line for k in ("/celery/", "/exec/"))]
+    revisions = [(None, "workspace"), ("HEAD", "HEAD")] + [(sha, name.rsplit("/", 1)[-1]) for sha, name in finished]
     results = {}
     for rev, name in revisions:
         metrics, items = _read_at(rev, EVAL, root), _read_at(rev, ITEMS, root)
