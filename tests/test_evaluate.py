@@ -1,0 +1,123 @@
+"""The evaluate stage on the tiny model: its outputs, the method switch and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from medadapt import cli
+from medadapt.params import load_params
+from medadapt.scoring.hallucination import unsupported_facts
+from medadapt.stages import evaluate, icl, prepare, rm
+
+pytestmark = pytest.mark.slow
+SMALL = {"data": {"train_size": {d: 8 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
+                  "eval_size": {d: 4 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
+                  "preferences": {"max_pairs_per_source": 6}},
+         "evaluate": {"max_new_tokens": 8, "safety_prompts": 3, "bootstrap_samples": 100}}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A prepared tiny project with the reward model and demonstrations, as cwd."""
+    import shutil
+
+    import yaml
+    from conftest import REPO, TINY, merge
+
+    folder = tmp_path_factory.mktemp("evaluate")
+    for name in ("data/sample", "data/safety"):
+        shutil.copytree(REPO / name, folder / name)
+    tree = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), SMALL)
+    (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    cwd = os.getcwd()
+    os.chdir(folder)
+    params = load_params()
+    prepare.run(params)
+    rm.run(params)
+    icl.run(params)
+    yield folder
+    os.chdir(cwd)
+
+
+def rates(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and "value" in value:
+            yield prefix + key, value
+        elif isinstance(value, dict):
+            yield from rates(value, prefix + key + ".")
+
+
+def test_base_writes_every_output_with_intervals(built):
+    metrics = evaluate.run(load_params())
+    assert metrics["method"] == "base"
+    found = dict(rates({k: v for k, v in metrics.items() if k != "cost"}))
+    for name in ("medmcqa.accuracy", "medqa.accuracy", "pubmedqa.accuracy", "pubmedqa.macro_f1",
+                 "pubmedqa.consistency", "radqa.exact_match", "radqa.f1", "radqa.rouge_l", "hallucination_rate",
+                 "safety.unsafe_rate_rule", "safety.unsafe_rate_rm", "safety.reward_mean"):
+        cell = found[name]
+        assert set(cell) == {"value", "low", "high", "n"} and cell["n"] > 0, name
+        assert cell["low"] <= cell["value"] <= cell["high"], name
+    assert metrics["medqa"]["accuracy"]["n"] == 4 and metrics["safety"]["unsafe_rate_rule"]["n"] == 3
+    for path in (evaluate.METRICS, evaluate.SAMPLES, evaluate.ITEMS, evaluate.CONFUSION_PNG,
+                 evaluate.PLOTS / "headline.json", evaluate.PLOTS / "pubmedqa_confusion.csv"):
+        assert (built / path).exists(), path
+
+
+def test_samples_carry_prompt_output_answer_and_scores(built):
+    rows = [json.loads(line) for line in (built / evaluate.SAMPLES).read_text().splitlines()]
+    assert {r["dataset"] for r in rows} == {"pubmedqa", "medmcqa", "medqa", "radqa", "safety"}
+    for row in rows:
+        assert row["prompt"] and "output" in row and "reward" in row
+    mc = next(r for r in rows if r["dataset"] == "medqa")
+    assert {"parsed", "gold", "loglik_answer", "correct", "unsupported_facts"} <= set(mc)
+    assert isinstance(next(r for r in rows if r["dataset"] == "safety")["unsafe_rule"], bool)
+
+
+def test_hallucination_flags_follow_the_rule(built):
+    from medadapt.data.records import read_records
+
+    records = {r.id: r for d in ("pubmedqa", "medmcqa", "medqa", "radqa")
+               for r in read_records(built / "data/prepared" / d / "eval.jsonl")}
+    for row in (json.loads(line) for line in (built / evaluate.SAMPLES).read_text().splitlines()):
+        if row["dataset"] == "safety":
+            continue
+        r = records[row["id"]]
+        sources = [r.question, r.context, *(r.options or []), r.answer_text, r.rationale]
+        assert row["unsupported_facts"] == unsupported_facts(row["output"], sources)
+
+
+def test_rerun_gives_identical_metrics_but_cost(built):
+    first = json.loads((built / evaluate.METRICS).read_text())
+    again = evaluate.run(load_params())
+    first.pop("cost"), again.pop("cost")
+    assert json.loads(json.dumps(again)) == first
+
+
+def test_icl_with_choice_shuffle_votes(built):
+    params = load_params(overrides=["method=icl", "icl.shuffle_permutations=3"])
+    metrics = evaluate.run(params)
+    assert metrics["method"] == "icl" and metrics["medqa"]["accuracy"]["n"] == 4
+    items = json.loads((built / evaluate.ITEMS).read_text())
+    assert items["method"] == "icl" and len(items["items"]["medqa.accuracy"]) == 4
+
+
+def test_method_without_its_artifact_names_the_stage(built, capsys):
+    assert cli.main(["evaluate", "--set", "method=sft"]) == 2
+    assert "dvc repro sft_medqa" in capsys.readouterr().err
+    assert not Path(built / evaluate.METRICS).exists()  # no half-written output left
+
+
+def test_unknown_method_lists_the_valid_ones(built, capsys):
+    assert cli.main(["evaluate", "--set", "method=magic"]) == 2
+    err = capsys.readouterr().err
+    assert "method" in err and "'dpo'" in err and "'icl'" in err
+
+
+def test_icl_without_demonstrations_names_the_stage(built, capsys):
+    (built / icl.DEMOS).unlink()
+    assert cli.main(["evaluate", "--set", "method=icl"]) == 2
+    assert "dvc repro icl" in capsys.readouterr().err
