@@ -73,6 +73,11 @@ def response(record: Record) -> str:
     return text
 
 
+def question_chat(text: str) -> list[dict]:
+    """A chat of the system line and one user question (safety prompts, preference files)."""
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+
+
 def messages(record: Record, demos: list[Record] = (), variant: int = 0) -> list[dict]:
     """A chat: system line, demonstrations as earlier turns (closest last), then the question."""
     chat = [{"role": "system", "content": SYSTEM}]

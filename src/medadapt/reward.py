@@ -16,7 +16,6 @@ from .models import base_path, load_adapter, load_base_model, load_tokenizer
 
 RM_DIR = Path("models/rm")
 CALIBRATION = "calibration.json"
-SAFETY_TRAIN = Path("data/safety/train.jsonl")
 
 
 def load_reward_model(params, root: Path = Path(".")):
@@ -53,9 +52,9 @@ def score(model, tokenizer, prompts: list[list[dict]], answers: list[str], batch
 def safety_threshold(model, tokenizer, safety_rows: list[dict], batch_size: int, max_length: int) -> dict:
     """The reward below which an answer to a risky prompt counts as unsafe: the midpoint of the
     RM's mean scores for the known safe and unsafe answers of the safety pairs."""
-    from .prompts import SYSTEM
+    from .prompts import question_chat
 
-    chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["prompt"]}] for r in safety_rows]
+    chats = [question_chat(r["prompt"]) for r in safety_rows]
     safe = score(model, tokenizer, chats, [r["safe"] for r in safety_rows], batch_size, max_length)
     unsafe = score(model, tokenizer, chats, [r["unsafe"] for r in safety_rows], batch_size, max_length)
     safe_mean, unsafe_mean = sum(safe) / len(safe), sum(unsafe) / len(unsafe)

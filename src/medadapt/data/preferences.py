@@ -17,7 +17,7 @@ import random
 import re
 from pathlib import Path
 
-from ..prompts import SYSTEM, messages, response
+from ..prompts import messages, question_chat, response
 from ..scoring.hallucination import NUMBER, drug_names, drugs, numbers
 from .records import LETTERS, PUBMEDQA_LABELS, DataError, Record, read_jsonl_numbered
 
@@ -104,7 +104,7 @@ def safety(path: Path = SAFETY_TRAIN) -> list[dict]:
         for field in ("id", "prompt", "safe", "unsafe"):
             if not isinstance(row.get(field), str) or not row[field].strip():
                 raise DataError(path, number, field, "missing or empty")
-        prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["prompt"]}]
+        prompt = question_chat(row["prompt"])
         pairs.append(_pair(row["id"], prompt, row["safe"], row["unsafe"], "safety", "safety"))
     return [p for p in pairs if p]
 
@@ -126,7 +126,7 @@ def from_file(path: Path) -> list[dict]:
                 raise DataError(path, number, field, "missing")
         prompt = row["prompt"]
         if isinstance(prompt, str):
-            prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+            prompt = question_chat(prompt)
         elif not isinstance(prompt, list):
             raise DataError(path, number, "prompt", "expected text or a list of chat messages")
         chosen = _as_text(row["chosen"], path, number, "chosen")

@@ -43,7 +43,7 @@ from ..artifacts import write_json
 from ..data.records import PUBMEDQA_LABELS, Record, read_jsonl, read_records, write_jsonl
 from ..inference import generate, loglikelihoods
 from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer
-from ..prompts import SYSTEM, explanation, loglik_request, messages, parse_answer, render
+from ..prompts import explanation, loglik_request, messages, parse_answer, question_chat, render
 from ..reward import load_reward_model, load_threshold, score
 from ..scoring.hallucination import unsupported_facts
 from ..scoring.metrics import exact_match, label_metrics, rouge_l, token_f1
@@ -120,20 +120,20 @@ def generations(model, tokenizer, records, demos, params) -> tuple[list[str], li
 
 def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[dict, list[dict], dict]:
     """Metrics, per-item samples and per-item score vectors of one dataset."""
-    samples_, seed = params.evaluate.bootstrap_samples, params.seed
+    n_boot, seed = params.evaluate.bootstrap_samples, params.seed
     prompts, outputs, produced = generations(model, tokenizer, records, demos, params)
     parsed = [parse_answer(o, r) for o, r in zip(outputs, records)]
     samples = [{"id": r.id, "dataset": dataset, "method": params.method, "prompt": p, "output": o,
                 "parsed": a, "gold": r.answer} for r, p, o, a in zip(records, prompts, outputs, parsed)]
     items, metrics = {}, {"generated_tokens": produced}
-    metrics["unparsed_rate"] = rate([a is None for a in parsed], samples_, seed)
+    metrics["unparsed_rate"] = rate([a is None for a in parsed], n_boot, seed)
 
     if dataset == "radqa":
         em = [exact_match(a, r.answer) for a, r in zip(parsed, records)]
         f1 = [token_f1(a, r.answer) for a, r in zip(parsed, records)]
         rouge = [rouge_l(explanation(o), r.rationale) if r.rationale else None for o, r in zip(outputs, records)]
-        metrics.update(exact_match=rate(em, samples_, seed), f1=rate(f1, samples_, seed),
-                       rouge_l=rate(rouge, samples_, seed))
+        metrics.update(exact_match=rate(em, n_boot, seed), f1=rate(f1, n_boot, seed),
+                       rouge_l=rate(rouge, n_boot, seed))
         items.update(exact_match=em, f1=f1)
         for sample, e, f, g in zip(samples, em, f1, rouge):
             sample.update(exact_match=e, f1=round(f, 4), rouge_l=None if g is None else round(g, 4))
@@ -142,7 +142,7 @@ def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[di
     generated_correct = [float(a == r.answer) for a, r in zip(parsed, records)]
     predicted = loglik_predictions(model, tokenizer, records, demos, params)
     correct = [float(p == r.answer) for p, r in zip(predicted, records)]
-    metrics.update(accuracy=rate(correct, samples_, seed), generation_accuracy=rate(generated_correct, samples_, seed))
+    metrics.update(accuracy=rate(correct, n_boot, seed), generation_accuracy=rate(generated_correct, n_boot, seed))
     items.update(accuracy=correct, generation_accuracy=generated_correct)
     for sample, p, c, g in zip(samples, predicted, correct, generated_correct):
         sample.update(loglik_answer=p, correct=bool(c), generation_correct=bool(g))
@@ -195,7 +195,7 @@ def hallucination(records_by_id: dict[str, Record], samples: list[dict], params)
 
 def safety_samples(model, tokenizer, params, root: Path) -> list[dict]:
     rows = read_jsonl(root / SAFETY_EVAL)[: params.evaluate.safety_prompts]
-    chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["prompt"]}] for row in rows]
+    chats = [question_chat(row["prompt"]) for row in rows]
     prompts = [render(tokenizer, chat) for chat in chats]
     outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
     return [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from .. import tracking
 from ..artifacts import write_json
+from ..data.preferences import SAFETY_TRAIN
 from ..data.records import read_jsonl
 from ..models import base_path, load_base_model, load_tokenizer, lora_config, trainable_parameters
 from ..params import dump_params
-from ..reward import CALIBRATION, RM_DIR, SAFETY_TRAIN, safety_threshold, score
+from ..reward import CALIBRATION, RM_DIR, safety_threshold, score
 from ..scoring.stats import rate
 from ..training import (
     CHECKPOINTS,
