@@ -47,13 +47,29 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def make_project(folder: Path, changes: dict | None = None) -> Path:
+    """The repo's sample data and its params.yaml with TINY (and `changes`) applied, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sub in ("data/sample", "data/safety"):
+        shutil.copytree(REPO / sub, folder / sub)
+    tree = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), changes or {})
+    (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    return folder
+
+
+def copy_prepared(source: Path, root: Path) -> Path:
+    """The prepared data, the base model and params.yaml of `source` (no adapters) in `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "models/base"):
+        shutil.copytree(source / sub, root / sub)
+    shutil.copy(source / "params.yaml", root / "params.yaml")
+    return root
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A project folder with the repo's sample data and a tiny-model params.yaml, as cwd."""
-    for folder in ("data/sample", "data/safety"):
-        shutil.copytree(REPO / folder, tmp_path / folder)
-    tree = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

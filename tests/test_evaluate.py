@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import make_project
 
 from medadapt import cli
 from medadapt.params import load_params
@@ -23,16 +24,7 @@ SMALL = {"data": {"train_size": {d: 8 for d in ("pubmedqa", "medmcqa", "medqa", 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A prepared tiny project with the reward model and demonstrations, as cwd."""
-    import shutil
-
-    import yaml
-    from conftest import REPO, TINY, merge
-
-    folder = tmp_path_factory.mktemp("evaluate")
-    for name in ("data/sample", "data/safety"):
-        shutil.copytree(REPO / name, folder / name)
-    tree = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), SMALL)
-    (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    folder = make_project(tmp_path_factory.mktemp("evaluate"), SMALL)
     cwd = os.getcwd()
     os.chdir(folder)
     params = load_params()

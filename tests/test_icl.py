@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
@@ -14,10 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-try:  # tests/ as a plain folder, or as a package (tests/__init__.py)
-    from conftest import REPO, TINY, merge
-except ImportError:
-    from tests.conftest import REPO, TINY, merge
+from conftest import make_project
 from medadapt.data.records import LETTERS, Record, read_jsonl
 from medadapt.models import load_tokenizer
 from medadapt.params import load_params, parse_params
@@ -30,11 +26,8 @@ CHANGES = {"model": {"max_length": 4096}, "icl": {"k": 3, "selector": "knn"}}
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A prepared tiny project (module-wide) and the result of one `icl` run in it."""
-    root = tmp_path_factory.mktemp("icl")
-    for folder in ("data/sample", "data/safety"):
-        shutil.copytree(REPO / folder, root / folder)
-    tree = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), CHANGES)
-    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    root = make_project(tmp_path_factory.mktemp("icl"), CHANGES)
+    tree = yaml.safe_load((root / "params.yaml").read_text())
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         params = load_params()

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, TINY, merge
+from conftest import REPO, make_project
 
 pytestmark = pytest.mark.slow
 STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "dpo", "evaluate"]
@@ -34,16 +33,13 @@ def run(folder: Path, *command: str) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("pipeline")
-    for name in ("src", "data/sample", "data/safety"):
-        shutil.copytree(REPO / name, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    smaller = {"data": {"train_size": {d: 8 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
+                        "eval_size": {d: 6 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
+                        "preferences": {"max_pairs_per_source": 6}}}
+    folder = make_project(tmp_path_factory.mktemp("pipeline"), smaller)
+    shutil.copytree(REPO / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
     shutil.copy(REPO / ".gitignore", folder / ".gitignore")
-    tiny = merge(TINY, {"data": {"train_size": {d: 8 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
-                                 "eval_size": {d: 6 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
-                                 "preferences": {"max_pairs_per_source": 6}}})
-    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), tiny)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(folder, "git", "init", "-q", "-b", "main")
     run(folder, "git", "config", "user.email", "ci@example.invalid")
     run(folder, "git", "config", "user.name", "ci")

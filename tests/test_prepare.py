@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, TINY, merge, write_params
+from conftest import REPO, make_project, write_params
 from medadapt.cli import main
 from medadapt.data.loaders import load_files
 from medadapt.data.records import DataError, Record, read_records
@@ -30,14 +28,6 @@ SAMPLE_LABELS = {
 }
 
 
-def make_project(folder: Path) -> Path:
-    """The `project` fixture's layout in any folder (for a second, independent run)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for sub in ("data/sample", "data/safety"):
-        shutil.copytree(REPO / sub, folder / sub)
-    tree = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
-    return folder
 
 
 def outputs(folder: Path) -> dict[str, bytes]:

@@ -4,19 +4,14 @@ the DPO reference model, and preference pairs from a file through `prepare`."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from peft import PeftModel
 from safetensors.torch import load_file
 
-try:  # tests/ as a plain folder, or as a package (tests/__init__.py)
-    from conftest import REPO, TINY, merge, write_params
-except ImportError:
-    from tests.conftest import REPO, TINY, merge, write_params
+from conftest import copy_prepared, make_project, write_params
 from medadapt import cli, reward
 from medadapt.data.records import read_jsonl
 from medadapt.models import ModelError, load_base_model
@@ -38,19 +33,8 @@ DPO_METRIC_KEYS = {
 }
 
 
-def make_project(folder: Path, changes: dict) -> None:
-    for sub in ("data/sample", "data/safety"):
-        shutil.copytree(REPO / sub, folder / sub)
-    tree = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), changes)
-    (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
 
 
-def copy_prepared(source: Path, root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "models/base"):
-        shutil.copytree(source / sub, root / sub)
-    shutil.copy(source / "params.yaml", root / "params.yaml")
-    return root
 
 
 def texts(pairs: list[dict], side: str) -> list[str]:
@@ -224,11 +208,9 @@ def sft_model(params, root):
     return model
 
 
-def test_dpo_reference_is_the_sft_model(built, monkeypatch):
-    root, params = built["root"], built["params"]
-    monkeypatch.chdir(root)
-    trainer = dpo.make_trainer(params, root)
-    assert set(trainer.model.peft_config) == {"default", "ref"}
+def reference_matches_sft(trainer, params, root):
+    """Assert the trainer's reference log-probs equal a freshly loaded SFT model's on an eval
+    batch; return that model, the batch, and the reference's and the model's chosen log-probs."""
     trainer.model.eval()
     batch = eval_batch(trainer)
     ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
@@ -236,21 +218,23 @@ def test_dpo_reference_is_the_sft_model(built, monkeypatch):
     sft_chosen, sft_rejected = completion_logps(expected, batch)
     assert torch.allclose(ref_chosen, sft_chosen, atol=1e-3, rtol=1e-5)
     assert torch.allclose(ref_rejected, sft_rejected, atol=1e-3, rtol=1e-5)
+    return expected, batch, ref_chosen, sft_chosen
+
+
+def test_dpo_reference_is_the_sft_model(built, monkeypatch):
+    root, params = built["root"], built["params"]
+    monkeypatch.chdir(root)
+    trainer = dpo.make_trainer(params, root)
+    assert set(trainer.model.peft_config) == {"default", "ref"}
+    expected, batch, ref_chosen, _ = reference_matches_sft(trainer, params, root)
     with expected.disable_adapter():  # the test can tell the SFT model from the bare base
         base_chosen, _ = completion_logps(expected, batch)
     assert not torch.allclose(ref_chosen, base_chosen, atol=1e-2)
 
 
 def test_dpo_reference_stays_sft_while_the_policy_moves(built):
-    root, params = built["root"], built["params"]
     trainer = built["dpo_trainer"]
-    trainer.model.eval()
-    batch = eval_batch(trainer)
-    ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
-    expected = sft_model(params, root)
-    sft_chosen, sft_rejected = completion_logps(expected, batch)
-    assert torch.allclose(ref_chosen, sft_chosen, atol=1e-3, rtol=1e-5)
-    assert torch.allclose(ref_rejected, sft_rejected, atol=1e-3, rtol=1e-5)
+    _, batch, _, sft_chosen = reference_matches_sft(trainer, built["params"], built["root"])
     trainer.model.set_adapter("default")
     policy_chosen, _ = completion_logps(trainer.model, batch)
     assert not torch.allclose(policy_chosen, sft_chosen, atol=1e-2)

@@ -4,20 +4,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from peft import PeftModel, get_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-try:  # tests/ as a plain folder, or as a package (tests/__init__.py)
-    from conftest import REPO, TINY, merge, write_params
-except ImportError:
-    from tests.conftest import REPO, TINY, merge, write_params
+from conftest import copy_prepared, make_project, write_params
 from medadapt import cli, tracking
 from medadapt.models import load_base_model
 from medadapt.params import SFT_DATASETS, load_params
@@ -32,11 +27,6 @@ CHANGES = {
 STEPS = 2 * 16 // 4  # epochs * train items / batch size
 
 
-def make_project(folder: Path, changes: dict) -> None:
-    for sub in ("data/sample", "data/safety"):
-        shutil.copytree(REPO / sub, folder / sub)
-    tree = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), changes)
-    (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
 
 
 def lora_state(model) -> dict[str, torch.Tensor]:
@@ -67,13 +57,6 @@ def chain(tmp_path_factory):
     return {"root": root, "params": params, "starts": starts, "results": results}
 
 
-def copy_prepared(source: Path, root: Path) -> Path:
-    """The prepared data, the base model and params.yaml of `source` (no adapters) in `root`."""
-    root.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "models/base"):
-        shutil.copytree(source / sub, root / sub)
-    shutil.copy(source / "params.yaml", root / "params.yaml")
-    return root
 
 
 @pytest.fixture

@@ -25,7 +25,14 @@ import torch
 
 from .artifacts import write_json
 from .data.records import read_records
-from .models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config, on_gpu
+from .models import (
+    base_path,
+    load_adapter,
+    load_base_model,
+    load_tokenizer,
+    lora_config,
+    on_gpu,
+)
 from .prompts import loglik_request, messages, render
 from .training import peak_memory_mb
 
@@ -119,11 +126,14 @@ def train_steps(model_params, params, root: Path, steps: int, batch: int, length
     run(data[:1])  # warm-up: kernels, allocator, optimizer state
     stats = measure(lambda: run(data[1:]))
     stats["tokens_per_second"] = round(steps * batch * length / stats["seconds"], 1)
-    del model, optimizer
+    return stats
+
+
+def release_memory() -> None:
+    """Free what the last model left, before the next one loads."""
     gc.collect()
     if on_gpu():
         torch.cuda.empty_cache()
-    return stats
 
 
 def bench_train(params, root: Path, model_params=None, steps: int = 4, batch: int = 2, length: int = 256) -> list[dict]:
@@ -132,6 +142,7 @@ def bench_train(params, root: Path, model_params=None, steps: int = 4, batch: in
     for quantization in ("none", "8bit", "4bit"):
         candidate = model_params.model_copy(update={"quantization": quantization})
         stats = train_steps(candidate, params, root, steps, batch, length)
+        release_memory()
         rows.append({"case": f"train LoRA, base {quantization}", "steps": steps, "batch": batch,
                      "length": length, **stats})
     baseline = rows[0]["tokens_per_second"]
@@ -150,9 +161,7 @@ def random_llama_8b(folder: Path, seed: int) -> None:
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(folder)
     del model
-    gc.collect()
-    if on_gpu():
-        torch.cuda.empty_cache()
+    release_memory()
 
 
 def bench_llama(params, root: Path) -> list[dict]:
