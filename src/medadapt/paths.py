@@ -1,0 +1,102 @@
+"""Where every artifact lives, and which artifact each method evaluates: the one owner.
+
+`dvc.yaml`'s outs, the stages and the helper commands all read these names; the test
+`tests/test_paths.py` checks that every stage's outputs here are the outs `dvc.yaml` declares.
+All paths are relative to the project root (the folder holding `dvc.yaml` and `params.yaml`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# ---- inputs the project ships ----------------------------------------------------------------
+SAMPLE = Path("data/sample")  # illustrative data in the original formats
+SAFETY_TRAIN = Path("data/safety/train.jsonl")  # risky prompts with a safe and an unsafe answer
+SAFETY_EVAL = Path("data/safety/eval.jsonl")  # held-out risky prompts, never trained on
+
+# ---- stage outputs ---------------------------------------------------------------------------
+PREPARED = Path("data/prepared")  # <dataset>/{train,eval}.jsonl, preferences/{train,eval}.jsonl
+PAIRS = PREPARED / "preferences"
+BASE_DIR = Path("models/base")
+ICL_DEMOS = Path("data/icl/demos.jsonl")
+MODELS = Path("models")
+METRICS = Path("metrics")
+CHECKPOINTS = Path("checkpoints")
+DVCLIVE = Path("dvclive")
+REPORTS = Path("reports")
+EVAL_SAMPLES = REPORTS / "eval_samples.jsonl"
+EVAL_ITEMS = REPORTS / "eval_items.json"
+PLOTS = REPORTS / "plots"
+CONFUSION_PNG = REPORTS / "pubmedqa_confusion.png"
+CALIBRATION = "calibration.json"  # inside the reward model's folder
+
+SFT_DATASETS = ("pubmedqa", "medmcqa", "medqa")  # the curriculum, in order
+SFT_STAGES = tuple(f"sft_{d}" for d in SFT_DATASETS)
+TRAINING_STAGES = (*SFT_STAGES, "rm", "dpo")
+
+
+def split_file(dataset: str, split: str) -> Path:
+    """A prepared split: `data/prepared/<dataset>/<split>.jsonl`."""
+    return PREPARED / dataset / f"{split}.jsonl"
+
+
+def adapter_dir(stage: str) -> Path:
+    """The adapter a training stage writes: `models/<stage>/`."""
+    return MODELS / stage
+
+
+def metrics_file(stage: str) -> Path:
+    return METRICS / f"{stage}.json"
+
+
+def checkpoint_dir(stage: str) -> Path:
+    return CHECKPOINTS / stage
+
+
+def dvclive_dir(stage: str) -> Path:
+    return DVCLIVE / stage
+
+
+RM_DIR = adapter_dir("rm")
+EVAL_METRICS = metrics_file("eval")
+
+
+def previous_sft_stage(stage: str) -> str | None:
+    """The curriculum stage whose adapter `stage` continues (None for the first)."""
+    index = SFT_STAGES.index(stage)
+    return SFT_STAGES[index - 1] if index else None
+
+
+# ---- methods ---------------------------------------------------------------------------------
+# `method` (read by `evaluate` alone) -> the training stage whose adapter it evaluates. `sft` is
+# the whole curriculum, i.e. the adapter of its last stage; `base` and `icl` use the bare base.
+METHOD_STAGES = {
+    "base": None,
+    "icl": None,
+    "sft_pubmedqa": "sft_pubmedqa",
+    "sft_medmcqa": "sft_medmcqa",
+    "sft": SFT_STAGES[-1],
+    "dpo": "dpo",
+}
+METHODS = tuple(METHOD_STAGES)
+
+
+def method_adapter(method: str) -> Path | None:
+    stage = METHOD_STAGES[method]
+    return adapter_dir(stage) if stage else None
+
+
+# ---- what each stage writes (removed by DVC before it runs; must match dvc.yaml's outs) -------
+def stage_outputs(stage: str) -> list[Path]:
+    if stage == "prepare":
+        return [PREPARED, BASE_DIR, metrics_file("prepare")]
+    if stage == "icl":
+        return [ICL_DEMOS, metrics_file("icl")]
+    if stage in TRAINING_STAGES:
+        return [adapter_dir(stage), checkpoint_dir(stage), dvclive_dir(stage), metrics_file(stage)]
+    if stage == "evaluate":
+        return [EVAL_SAMPLES, EVAL_ITEMS, PLOTS, CONFUSION_PNG, EVAL_METRICS]
+    raise KeyError(f"no stage named {stage!r}")
+
+
+STAGES = ("prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")
