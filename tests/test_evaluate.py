@@ -12,6 +12,7 @@ from conftest import make_project
 from medadapt import cli
 from medadapt.params import load_params
 from medadapt.scoring.hallucination import unsupported_facts
+from medadapt import paths
 from medadapt.stages import evaluate, icl, prepare, rm
 
 pytestmark = pytest.mark.slow
@@ -54,13 +55,13 @@ def test_base_writes_every_output_with_intervals(built):
         assert set(cell) == {"value", "low", "high", "n"} and cell["n"] > 0, name
         assert cell["low"] <= cell["value"] <= cell["high"], name
     assert metrics["medqa"]["accuracy"]["n"] == 4 and metrics["safety"]["unsafe_rate_rule"]["n"] == 3
-    for path in (evaluate.METRICS, evaluate.SAMPLES, evaluate.ITEMS, evaluate.CONFUSION_PNG,
-                 evaluate.PLOTS / "headline.json", evaluate.PLOTS / "pubmedqa_confusion.csv"):
+    for path in (paths.EVAL_METRICS, paths.EVAL_SAMPLES, paths.EVAL_ITEMS, paths.CONFUSION_PNG,
+                 paths.PLOTS / "headline.json", paths.PLOTS / "pubmedqa_confusion.csv"):
         assert (built / path).exists(), path
 
 
 def test_samples_carry_prompt_output_answer_and_scores(built):
-    rows = [json.loads(line) for line in (built / evaluate.SAMPLES).read_text().splitlines()]
+    rows = [json.loads(line) for line in (built / paths.EVAL_SAMPLES).read_text().splitlines()]
     assert {r["dataset"] for r in rows} == {"pubmedqa", "medmcqa", "medqa", "radqa", "safety"}
     for row in rows:
         assert row["prompt"] and "output" in row and "reward" in row
@@ -74,7 +75,7 @@ def test_hallucination_flags_follow_the_rule(built):
 
     records = {r.id: r for d in ("pubmedqa", "medmcqa", "medqa", "radqa")
                for r in read_records(built / "data/prepared" / d / "eval.jsonl")}
-    for row in (json.loads(line) for line in (built / evaluate.SAMPLES).read_text().splitlines()):
+    for row in (json.loads(line) for line in (built / paths.EVAL_SAMPLES).read_text().splitlines()):
         if row["dataset"] == "safety":
             continue
         r = records[row["id"]]
@@ -83,7 +84,7 @@ def test_hallucination_flags_follow_the_rule(built):
 
 
 def test_rerun_gives_identical_metrics_but_cost(built):
-    first = json.loads((built / evaluate.METRICS).read_text())
+    first = json.loads((built / paths.EVAL_METRICS).read_text())
     again = evaluate.run(load_params())
     first.pop("cost"), again.pop("cost")
     assert json.loads(json.dumps(again)) == first
@@ -93,14 +94,14 @@ def test_icl_with_choice_shuffle_votes(built):
     params = load_params(overrides=["method=icl", "icl.shuffle_permutations=3"])
     metrics = evaluate.run(params)
     assert metrics["method"] == "icl" and metrics["medqa"]["accuracy"]["n"] == 4
-    items = json.loads((built / evaluate.ITEMS).read_text())
+    items = json.loads((built / paths.EVAL_ITEMS).read_text())
     assert items["method"] == "icl" and len(items["items"]["medqa.accuracy"]) == 4
 
 
 def test_method_without_its_artifact_names_the_stage(built, capsys):
     assert cli.main(["evaluate", "--set", "method=sft"]) == 2
     assert "dvc repro sft_medqa" in capsys.readouterr().err
-    assert not Path(built / evaluate.METRICS).exists()  # no half-written output left
+    assert not Path(built / paths.EVAL_METRICS).exists()  # no half-written output left
 
 
 def test_unknown_method_lists_the_valid_ones(built, capsys):
@@ -110,6 +111,6 @@ def test_unknown_method_lists_the_valid_ones(built, capsys):
 
 
 def test_icl_without_demonstrations_names_the_stage(built, capsys):
-    (built / icl.DEMOS).unlink()
+    (built / paths.ICL_DEMOS).unlink()
     assert cli.main(["evaluate", "--set", "method=icl"]) == 2
     assert "dvc repro icl" in capsys.readouterr().err

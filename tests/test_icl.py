@@ -17,6 +17,7 @@ from conftest import make_project
 from medadapt.data.records import LETTERS, Record, read_jsonl
 from medadapt.models import load_tokenizer
 from medadapt.params import load_params, parse_params
+from medadapt import paths, prompts
 from medadapt.stages import icl, prepare
 
 # A large max_length: no prompt of the sample data is cut, so every row has k demonstrations.
@@ -60,8 +61,8 @@ def rec(rid, question, dataset="medqa", options=None, answer="A", context=None, 
 
 def test_icl_writes_demos_and_metrics(built):
     root, params, metrics = built["root"], built["params"], built["metrics"]
-    rows = read_jsonl(root / icl.DEMOS)
-    saved = json.loads((root / icl.METRICS).read_text())
+    rows = read_jsonl(root / paths.ICL_DEMOS)
+    saved = json.loads((root / paths.metrics_file("icl")).read_text())
     assert saved == json.loads(json.dumps(metrics))
     assert saved["k"] == 3 and saved["selector"] == "knn"
     assert set(saved["datasets"]) == set(params.data.datasets)
@@ -84,7 +85,7 @@ def test_icl_writes_demos_and_metrics(built):
 
 def test_no_eval_item_is_a_demonstration(built):
     root, params = built["root"], built["params"]
-    rows = read_jsonl(root / icl.DEMOS)
+    rows = read_jsonl(root / paths.ICL_DEMOS)
     all_eval = set().union(*(ids(root / "data/prepared" / d / "eval.jsonl") for d in params.data.datasets))
     for row in rows:
         train_ids = ids(root / "data/prepared" / row["dataset"] / "train.jsonl")
@@ -96,9 +97,9 @@ def test_no_eval_item_is_a_demonstration(built):
 
 def test_same_seed_same_demos(built):
     root, params = built["root"], built["params"]
-    first = (root / icl.DEMOS).read_bytes()
+    first = (root / paths.ICL_DEMOS).read_bytes()
     icl.run(params, root)
-    assert (root / icl.DEMOS).read_bytes() == first
+    assert (root / paths.ICL_DEMOS).read_bytes() == first
 
 
 def test_random_selector_seeded(built, tokenizer):
@@ -330,36 +331,36 @@ MCQ = Record("mcq-1", "medqa", "Which drug reverses heparin?", None,
 
 
 def test_option_permutations_identity_first_distinct_seeded():
-    orders = icl.option_permutations(4, 5, 42, "item-1")
+    orders = prompts.option_permutations(4, 5, 42, "item-1")
     assert len(orders) == 5
     assert orders[0] == (0, 1, 2, 3)
     assert len(set(orders)) == 5
     assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
-    assert icl.option_permutations(4, 5, 42, "item-1") == orders
-    others = [icl.option_permutations(4, 5, 42, f"item-{i}") for i in range(2, 8)]
+    assert prompts.option_permutations(4, 5, 42, "item-1") == orders
+    others = [prompts.option_permutations(4, 5, 42, f"item-{i}") for i in range(2, 8)]
     assert any(o != orders for o in others)  # seeded per item
-    everything = icl.option_permutations(4, 100, 42, "item-1")
+    everything = prompts.option_permutations(4, 100, 42, "item-1")
     assert len(everything) == 24 and set(everything) == set(permutations(range(4)))
-    assert icl.option_permutations(4, 1, 42, "item-1") == [(0, 1, 2, 3)]
+    assert prompts.option_permutations(4, 1, 42, "item-1") == [(0, 1, 2, 3)]
 
 
 def test_shuffled_moves_the_gold_answer():
-    moved = icl.shuffled(MCQ, (2, 0, 3, 1))
+    moved = prompts.shuffled(MCQ, (2, 0, 3, 1))
     assert moved.options == ["naloxone", "vitamin K", "flumazenil", "protamine sulfate"]
     assert moved.answer == "D"
     assert moved.id == MCQ.id and moved.question == MCQ.question
     assert MCQ.options == ["vitamin K", "protamine sulfate", "naloxone", "flumazenil"]  # original untouched
-    assert icl.shuffled(MCQ, (0, 1, 2, 3)) == MCQ
-    swapped = icl.shuffled(MCQ, (1, 0, 2, 3))
+    assert prompts.shuffled(MCQ, (0, 1, 2, 3)) == MCQ
+    swapped = prompts.shuffled(MCQ, (1, 0, 2, 3))
     assert swapped.answer == "A" and swapped.options[0] == "protamine sulfate"
 
 
 def test_original_letter_maps_back():
     order = (2, 0, 3, 1)
-    assert icl.original_letter("A", order) == "C"
-    assert icl.original_letter("B", order) == "A"
-    assert icl.original_letter("C", order) == "D"
-    assert icl.original_letter("D", order) == "B"
+    assert prompts.original_letter("A", order) == "C"
+    assert prompts.original_letter("B", order) == "A"
+    assert prompts.original_letter("C", order) == "D"
+    assert prompts.original_letter("D", order) == "B"
 
 
 @pytest.mark.parametrize("answer", ["A", "B", "C", "D"])
@@ -367,19 +368,19 @@ def test_shuffle_round_trip_every_permutation(answer):
     record = Record(**{**MCQ.to_dict(), "answer": answer})
     gold_text = record.options[LETTERS.index(answer)]
     for order in permutations(range(4)):
-        moved = icl.shuffled(record, order)
+        moved = prompts.shuffled(record, order)
         assert moved.options[LETTERS.index(moved.answer)] == gold_text
-        assert icl.original_letter(moved.answer, order) == answer
+        assert prompts.original_letter(moved.answer, order) == answer
         # every shown letter maps back to the option text it showed
         for letter in "ABCD":
-            assert record.options[LETTERS.index(icl.original_letter(letter, order))] == \
+            assert record.options[LETTERS.index(prompts.original_letter(letter, order))] == \
                 moved.options[LETTERS.index(letter)]
 
 
 def test_vote_majority_and_ties():
-    assert icl.vote(["A", "B", "A"]) == "A"
-    assert icl.vote(["B", "C", "C"]) == "C"
-    assert icl.vote(["B", "A"]) == "B"  # tie: the earliest vote (the unshuffled order)
-    assert icl.vote(["C", "A", "A", "C"]) == "C"
-    assert icl.vote(["D", "A", "B", "A", "B"]) == "A"
-    assert icl.vote(["D"]) == "D"
+    assert prompts.vote(["A", "B", "A"]) == "A"
+    assert prompts.vote(["B", "C", "C"]) == "C"
+    assert prompts.vote(["B", "A"]) == "B"  # tie: the earliest vote (the unshuffled order)
+    assert prompts.vote(["C", "A", "A", "C"]) == "C"
+    assert prompts.vote(["D", "A", "B", "A", "B"]) == "A"
+    assert prompts.vote(["D"]) == "D"

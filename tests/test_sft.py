@@ -156,13 +156,13 @@ def test_chain_starts_from_previous_adapter(chain, dataset, previous):
 def test_build_model_loads_previous_adapter_trainable(chain, monkeypatch):
     root = chain["root"]
     monkeypatch.chdir(root)
-    model, peft_config = sft.build_model(chain["params"], "medmcqa", root)
+    model, peft_config = sft.build_model(chain["params"], "sft_medmcqa", root)
     assert peft_config is None
     saved = load_file(str(root / "models/sft_pubmedqa/adapter_model.safetensors"))
     state = lora_state(model)
     assert all(torch.equal(state[k], saved[k]) for k in saved)
     assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
-    model, peft_config = sft.build_model(chain["params"], "pubmedqa", root)
+    model, peft_config = sft.build_model(chain["params"], "sft_pubmedqa", root)
     assert peft_config is not None and peft_config.r == 8
 
 

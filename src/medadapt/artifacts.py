@@ -42,7 +42,7 @@ def atomic_dir(final: Path):
 
 
 @contextmanager
-def stage_outputs(paths: list[Path]):
+def removed_on_failure(paths: list[Path]):
     """Remove a stage's outputs if it fails, as DVC would before a re-run."""
     try:
         yield

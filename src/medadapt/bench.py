@@ -25,19 +25,13 @@ import torch
 
 from .artifacts import write_json
 from .data.records import read_records
-from .models import (
-    base_path,
-    load_adapter,
-    load_base_model,
-    load_tokenizer,
-    lora_config,
-    on_gpu,
-)
+from .models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config
+from .paths import REPORTS, method_adapter, split_file
 from .prompts import loglik_request, messages, render
-from .training import peak_memory_mb
+from .runtime import on_gpu, peak_memory_mb
 
-OUT = Path("reports/bench")
-SFT_ADAPTER = Path("models/sft_medqa")
+OUT = REPORTS / "bench"
+SFT_ADAPTER = method_adapter("sft")
 LLAMA_31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                    num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
                    rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False)
@@ -67,7 +61,7 @@ def bench_eval(params, root: Path) -> list[dict]:
 
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     records = [r for d in params.data.datasets if d != "radqa"
-               for r in read_records(root / "data/prepared" / d / "eval.jsonl")]
+               for r in read_records(root / split_file(d, "eval"))]
     requests = [loglik_request(r) for r in records]
     prompts = [render(tokenizer, messages(r)) for r in records[:16]]
     model = with_adapter(params, root)

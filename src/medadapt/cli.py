@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .data.records import DataError
 from .models import ModelError
-from .params import SFT_DATASETS, ParamsError, load_params
+from .params import ParamsError, load_params
+from .paths import SFT_DATASETS, stage_outputs
 
 STAGES = {
     "prepare": "medadapt.stages.prepare",
@@ -52,19 +53,18 @@ def run_command(args: argparse.Namespace) -> object:
 
     from transformers import set_seed
 
-    from .artifacts import stage_outputs
+    from .artifacts import removed_on_failure
 
     set_seed(params.seed)
     module = importlib.import_module(STAGES[args.command])
+    stage, kwargs = args.command, {}
     if args.command == "sft":
         if args.dataset not in SFT_DATASETS:
             raise ParamsError(f"medadapt sft: dataset {args.dataset!r} is not one of {', '.join(SFT_DATASETS)}")
-        outputs, call = module.outputs(args.dataset), lambda: module.run(params, args.dataset, root)
-    else:
-        outputs, call = module.OUTPUTS, lambda: module.run(params, root)
+        stage, kwargs = f"sft_{args.dataset}", {"dataset": args.dataset}
     try:
-        with stage_outputs(outputs):
-            return call()
+        with removed_on_failure(stage_outputs(stage)):
+            return module.run(params, root=root, **kwargs)
     finally:
         end_distributed()
 

@@ -18,30 +18,15 @@ import subprocess
 from pathlib import Path
 
 from .artifacts import write_json
-from .params import METHODS
+from .paths import EVAL_ITEMS, EVAL_METRICS, METHODS, REPORTS
+from .reports import HEADLINE, metric_at
 from .scoring.stats import paired_bootstrap
 
-EVAL = "metrics/eval.json"
-ITEMS = "reports/eval_items.json"
-OUT_MD = Path("reports/compare.md")
-OUT_JSON = Path("reports/compare.json")
-OUT_PNG = Path("reports/compare.png")
-
-# (label, path in metrics/eval.json, key in eval_items.json, higher is better)
-HEADLINE = [
-    ("MedMCQA acc", ("medmcqa", "accuracy"), "medmcqa.accuracy", True),
-    ("MedQA acc", ("medqa", "accuracy"), "medqa.accuracy", True),
-    ("PubMedQA acc", ("pubmedqa", "accuracy"), "pubmedqa.accuracy", True),
-    ("PubMedQA macro-F1", ("pubmedqa", "macro_f1"), None, True),
-    ("PubMedQA consistency", ("pubmedqa", "consistency"), "pubmedqa.consistency", True),
-    ("RadQA EM", ("radqa", "exact_match"), "radqa.exact_match", True),
-    ("RadQA F1", ("radqa", "f1"), "radqa.f1", True),
-    ("Hallucination rate", ("hallucination_rate",), "hallucination", False),
-    ("Unsafe rate (rule)", ("safety", "unsafe_rate_rule"), "safety.unsafe_rule", False),
-    ("Unsafe rate (RM)", ("safety", "unsafe_rate_rm"), None, False),
-    ("RM reward mean", ("safety", "reward_mean"), None, True),
-]
-
+EVAL = EVAL_METRICS.as_posix()
+ITEMS = EVAL_ITEMS.as_posix()
+OUT_MD = REPORTS / "compare.md"
+OUT_JSON = REPORTS / "compare.json"
+OUT_PNG = REPORTS / "compare.png"
 
 def _git(*args: str, root: Path) -> str:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
@@ -71,13 +56,6 @@ def collect(root: Path = Path(".")) -> dict[str, dict]:
     return results
 
 
-def _value(metrics: dict, path: tuple[str, ...]) -> dict | None:
-    node = metrics
-    for key in path:
-        node = (node or {}).get(key)
-    return node if isinstance(node, dict) and node.get("value") is not None else None
-
-
 def table(results: dict[str, dict], samples: int = 1000, seed: int = 0) -> list[dict]:
     """One row per method in METHODS order; paired tests against base on common items."""
     base = results.get("base")
@@ -85,7 +63,7 @@ def table(results: dict[str, dict], samples: int = 1000, seed: int = 0) -> list[
     for method in [m for m in METHODS if m in results]:
         row = {"method": method, "source": results[method]["source"], "metrics": {}}
         for label, path, item_key, _ in HEADLINE:
-            value = _value(results[method]["metrics"], path)
+            value = metric_at(results[method]["metrics"], path)
             if value is None:
                 continue
             cell = {k: value[k] for k in ("value", "low", "high", "n")}

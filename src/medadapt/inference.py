@@ -24,7 +24,7 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return context_ids, whole[len(context_ids) :]
 
 
-def _forward_last(model, sequences: list[list[int]], pad_id: int) -> list[torch.Tensor]:
+def _log_probs(model, sequences: list[list[int]], pad_id: int) -> list[torch.Tensor]:
     """Log-softmax over every position of each (right-padded) sequence."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -56,7 +56,7 @@ def loglikelihoods(model, tokenizer, requests: list[LoglikRequest], batch_size: 
     scores = [[0.0] * len(r.choices) for r in requests]
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start : start + batch_size]
-        outputs = _forward_last(model, [seq for _, _, seq, _ in batch], pad_id)
+        outputs = _log_probs(model, [seq for _, _, seq, _ in batch], pad_id)
         for (i, j, seq, targets), logprobs in zip(batch, outputs):
             if j is None:  # one forward, every single-token choice read at the last position
                 scores[i] = [float(logprobs[-1, t]) for t in targets]

@@ -13,7 +13,8 @@ from pathlib import Path
 from .data.records import read_records
 from .models import base_path, load_tokenizer
 from .prompts import loglik_request, messages, render, response
-from .stages.prepare import PREPARED, length_stats, token_lengths
+from .paths import split_file
+from .stages.prepare import length_stats, token_lengths
 
 
 def show_example(tokenizer, record) -> str:
@@ -31,8 +32,8 @@ def main(params, root: Path = Path("."), dataset: str | None = None) -> dict:
     datasets = [dataset] if dataset else params.data.datasets
     table = {}
     for name in datasets:
-        train = read_records(root / PREPARED / name / "train.jsonl")
-        evaluation = read_records(root / PREPARED / name / "eval.jsonl")
+        train = read_records(root / split_file(name, "train"))
+        evaluation = read_records(root / split_file(name, "eval"))
         print(f"\n===== {name} =====")
         print(show_example(tokenizer, train[0]))
         table[name] = {split: length_stats(token_lengths(tokenizer, records), params.model.max_length)

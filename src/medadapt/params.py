@@ -1,8 +1,9 @@
-"""Typed, validated parameters: the single source of truth for `params.yaml`.
+"""Typed, validated parameters: the single source of the defaults in `params.yaml`.
 
 Every section of `params.yaml` is a pydantic model here, with `extra="forbid"` so that an
 unknown or misspelt key is an error, and `Literal` types so that a value outside its choices
-names the valid ones. The comments in `params.yaml` repeat the one-line descriptions below.
+names the valid ones. The defaults below are the values `params.yaml` ships with (a test
+checks that the two agree), and its comments repeat the one-line descriptions below.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from .paths import METHODS, SFT_DATASETS  # noqa: F401  (re-exported: the params' choices)
+
 DATASETS = ("pubmedqa", "medmcqa", "medqa", "radqa")
 Dataset = Literal["pubmedqa", "medmcqa", "medqa", "radqa"]
-SFT_DATASETS = ("pubmedqa", "medmcqa", "medqa")
-METHODS = ("base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo")
 
 
 class ParamsError(ValueError):
@@ -39,7 +40,7 @@ class ModelParams(Section):
     base: str = "builtin:smollm2-135m"  # builtin:smollm2-135m | builtin:tiny-llama | hub id | folder
     quantization: Literal["none", "8bit", "4bit"] = "none"  # bitsandbytes loading of the base
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU that has it
-    max_length: int = Field(512, ge=32)  # tokens of prompt + answer; longer examples are cut
+    max_length: int = Field(1024, ge=32)  # tokens of prompt + answer; longer examples are cut
 
     @field_validator("base")
     @classmethod
@@ -60,10 +61,10 @@ class HubDataset(Section):
 
 
 class PerDataset(Section):
-    pubmedqa: int = Field(ge=1)
-    medmcqa: int = Field(ge=1)
-    medqa: int = Field(ge=1)
-    radqa: int = Field(ge=1)
+    pubmedqa: int = Field(12, ge=1)
+    medmcqa: int = Field(12, ge=1)
+    medqa: int = Field(12, ge=1)
+    radqa: int = Field(12, ge=1)
 
     def get(self, dataset: str) -> int:
         return getattr(self, dataset)
@@ -84,7 +85,7 @@ class PreferenceParams(Section):
     ]  # which pair builders feed `rm` and `dpo`
     file: str | None = None  # TRL-format JSONL (prompt, chosen, rejected) for source `file`
     eval_fraction: float = Field(0.2, gt=0, lt=1)  # share of pairs held out for rm/dpo eval
-    max_pairs_per_source: int = Field(120, ge=1)  # cap per source, after seeded shuffle
+    max_pairs_per_source: int = Field(8, ge=1)  # cap per source, after seeded shuffle
 
     @model_validator(mode="after")
     def _file_given(self) -> PreferenceParams:
@@ -98,9 +99,13 @@ class DataParams(Section):
     datasets: list[Dataset] = list(DATASETS)  # datasets to prepare and evaluate
     files: DataFiles = DataFiles()  # glob per dataset, relative to the source folder
     medmcqa_cop_base: Literal[0, 1] = 0  # 0: hub release (0 = opa); 1: original files (1 = opa)
-    train_size: PerDataset  # max train items per dataset
-    eval_size: PerDataset  # eval items per dataset (the same items for every method)
-    hub: dict[str, HubDataset] = {}  # per dataset, used when source is hub
+    train_size: PerDataset = PerDataset()  # max train items per dataset
+    eval_size: PerDataset = PerDataset()  # eval items per dataset (the same items for every method)
+    hub: dict[str, HubDataset] = {  # per dataset, used when source is hub
+        "pubmedqa": HubDataset(path="qiaojin/PubMedQA", name="pqa_labeled", split="train"),
+        "medmcqa": HubDataset(path="openlifescienceai/medmcqa", split="validation"),
+        "medqa": HubDataset(path="GBaker/MedQA-USMLE-4-options", split="test"),
+    }
     preferences: PreferenceParams = PreferenceParams()
 
     @field_validator("datasets")
@@ -119,21 +124,27 @@ class LoraParams(Section):
 
 
 class TrainParams(Section):
+    """The keys every trainer reads (SFT, reward model, DPO)."""
+
     epochs: float = Field(1.0, gt=0)  # passes over the train split
-    learning_rate: float = Field(2e-4, gt=0)  # peak learning rate
+    learning_rate: float = Field(3e-4, gt=0)  # peak learning rate
     batch_size: int = Field(4, ge=1)  # per device
     grad_accum: int = Field(1, ge=1)  # gradient accumulation steps
     warmup_ratio: float = Field(0.1, ge=0, lt=1)  # share of steps warming up
-    max_length: int = Field(512, ge=32)  # tokens per example (capped by model.max_length)
-    packing: bool = False  # pack examples into full-length rows
+    max_length: int = Field(1024, ge=32)  # tokens per example (capped by model.max_length)
     gradient_checkpointing: bool = False  # trade compute for memory
     save_steps: int = Field(10, ge=1)  # checkpoint interval, for resume
 
 
+class SftTrainParams(TrainParams):
+    packing: bool = False  # pack examples into full-length rows (SFT only)
+    save_steps: int = Field(5, ge=1)
+
+
 class SftParams(Section):
-    pubmedqa: TrainParams = TrainParams()
-    medmcqa: TrainParams = TrainParams()
-    medqa: TrainParams = TrainParams()
+    pubmedqa: SftTrainParams = SftTrainParams()
+    medmcqa: SftTrainParams = SftTrainParams()
+    medqa: SftTrainParams = SftTrainParams()
 
 
 class IclParams(Section):
@@ -143,22 +154,22 @@ class IclParams(Section):
 
 
 class RmParams(TrainParams):
-    learning_rate: float = Field(1e-4, gt=0)
+    pass
 
 
 class DpoParams(TrainParams):
     init: Literal["sft", "base"] = "sft"  # start (and reference) model
     beta: float = Field(0.1, gt=0)  # strength of the KL anchor
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"  # DPO loss variant
-    learning_rate: float = Field(5e-5, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
 
 
 class EvaluateParams(Section):
-    max_new_tokens: int = Field(64, ge=1)  # generation budget per answer
+    max_new_tokens: int = Field(32, ge=1)  # generation budget per answer
     batch_size: int = Field(8, ge=1)  # prompts per forward pass
     consistency_variants: int = Field(3, ge=1)  # PubMedQA prompt variants per item
     bootstrap_samples: int = Field(1000, ge=100)  # resamples for 95% intervals
-    safety_prompts: int = Field(30, ge=0)  # held-out risky prompts answered (0: skip)
+    safety_prompts: int = Field(10, ge=0)  # held-out risky prompts answered (0: skip)
     merge_adapter: bool = True  # merge LoRA into an unquantized base before scoring
 
 
@@ -170,9 +181,9 @@ class TrackingParams(Section):
 
 class Params(Section):
     seed: int = 42  # one seed for splits, inits, sampling and training
-    method: Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"] = "base"
+    method: Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"] = "base"  # see paths.METHOD_STAGES
     model: ModelParams = ModelParams()
-    data: DataParams
+    data: DataParams = DataParams()
     lora: LoraParams = LoraParams()
     sft: SftParams = SftParams()
     icl: IclParams = IclParams()

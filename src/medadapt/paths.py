@@ -86,17 +86,23 @@ def method_adapter(method: str) -> Path | None:
     return adapter_dir(stage) if stage else None
 
 
-# ---- what each stage writes (removed by DVC before it runs; must match dvc.yaml's outs) -------
+# ---- what each stage writes (must match dvc.yaml's outs, metrics and plots files) --------------
 def stage_outputs(stage: str) -> list[Path]:
+    """The outputs DVC removes before the stage runs (persistent ones are apart, below)."""
     if stage == "prepare":
         return [PREPARED, BASE_DIR, metrics_file("prepare")]
     if stage == "icl":
         return [ICL_DEMOS, metrics_file("icl")]
     if stage in TRAINING_STAGES:
-        return [adapter_dir(stage), checkpoint_dir(stage), dvclive_dir(stage), metrics_file(stage)]
+        return [adapter_dir(stage), dvclive_dir(stage), metrics_file(stage)]
     if stage == "evaluate":
         return [EVAL_SAMPLES, EVAL_ITEMS, PLOTS, CONFUSION_PNG, EVAL_METRICS]
     raise KeyError(f"no stage named {stage!r}")
+
+
+def persistent_outputs(stage: str) -> list[Path]:
+    """Outputs kept across runs: a training stage's checkpoints, for resume."""
+    return [checkpoint_dir(stage)] if stage in TRAINING_STAGES else []
 
 
 STAGES = ("prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")

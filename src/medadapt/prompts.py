@@ -11,8 +11,10 @@ Two prompt families:
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
+from itertools import permutations
 
 from .data.records import LETTERS, PUBMEDQA_LABELS, UNANSWERABLE, Record
 
@@ -189,3 +191,33 @@ def _parse_option(line: str, options: list[str]) -> str | None:
         if lowered == option.lower().strip(" ."):
             return letters[index]
     return None
+
+
+# ---- choice shuffling: option orders for voting (Medprompt) and position-bias checks ----
+
+
+def option_permutations(n_options: int, count: int, seed: int, item_id: str) -> list[tuple[int, ...]]:
+    """`count` distinct option orders, the identity first, seeded per item."""
+    identity = tuple(range(n_options))
+    others = [p for p in permutations(identity) if p != identity]
+    random.Random(f"{seed}-{item_id}").shuffle(others)
+    return [identity] + others[: max(count - 1, 0)]
+
+
+def shuffled(record: Record, order: tuple[int, ...]) -> Record:
+    """The record with its options in `order` (new position i shows old option order[i])."""
+    options = [record.options[j] for j in order]
+    answer = LETTERS[order.index(LETTERS.index(record.answer))]
+    return Record(**{**record.to_dict(), "options": options, "answer": answer})
+
+
+def original_letter(letter: str, order: tuple[int, ...]) -> str:
+    """Map a letter chosen under `order` back to the original option's letter."""
+    return LETTERS[order[LETTERS.index(letter)]]
+
+
+def vote(letters: list[str]) -> str:
+    """Majority letter; ties go to the earliest vote (the unshuffled order)."""
+    counts = {letter: letters.count(letter) for letter in letters}
+    best = max(counts.values())
+    return next(letter for letter in letters if counts[letter] == best)

@@ -13,9 +13,7 @@ from pathlib import Path
 import torch
 
 from .models import base_path, load_adapter, load_base_model, load_tokenizer
-
-RM_DIR = Path("models/rm")
-CALIBRATION = "calibration.json"
+from .paths import CALIBRATION, RM_DIR
 
 
 def load_reward_model(params, root: Path = Path(".")):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import paths
 from .artifacts import remove
-
-DVCLIVE_ROOT = Path("dvclive")
+from .runtime import is_main_process
 
 
 def dvclive_dir(stage: str, root: Path = Path(".")) -> Path:
-    return root / DVCLIVE_ROOT / stage
+    return root / paths.dvclive_dir(stage)
 
 
 def run_name(stage: str, params) -> str:
@@ -26,18 +26,20 @@ def run_name(stage: str, params) -> str:
 
 def report_to(params) -> list[str]:
     """Integrations for the trainer's `report_to`; DVCLive goes in as a callback instead."""
+    return [] if params.tracking.wandb == "disabled" else ["wandb"]
+
+
+def configure_wandb(params) -> None:
+    """W&B reads its mode and project from the environment when the trainer starts: set them."""
     if params.tracking.wandb == "disabled":
-        return []
+        return
     os.environ["WANDB_MODE"] = params.tracking.wandb
     os.environ.setdefault("WANDB_PROJECT", params.tracking.wandb_project)
     os.environ.setdefault("WANDB_SILENT", "true")
-    return ["wandb"]
 
 
 def callbacks(stage: str, params, root: Path = Path(".")) -> list:
     """A DVCLive callback writing into `dvclive/<stage>/` (cleared first: one run per stage)."""
-    from .training import is_main_process
-
     if not params.tracking.dvclive or not is_main_process():  # one writer under several GPUs
         return []
     from dvclive import Live

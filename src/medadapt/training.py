@@ -1,32 +1,62 @@
-"""What the three trainers (SFT, reward model, DPO) share: arguments, resume, saving, costs."""
+"""The one training run that every training stage (SFT, reward model, DPO) goes through.
+
+    metrics = run(Recipe(stage="rm", trainer=..., train=params.rm, inputs=[...], ...), params, root)
+
+A stage builds its TRL trainer and says what differs in a `Recipe`: its inputs, the adapter
+it starts from, its metrics before and after training, and any extra file it saves. `run`
+does the rest, the same way for all:
+
+1. setup: fingerprint the run (params, inputs) and resume from `checkpoints/<stage>/` when an
+   interrupted run had the same fingerprint, else start clean;
+2. train: the stage's `before` metrics, the timed `trainer.train`, the stage's `after` metrics;
+3. cleanup on rank 0 only: the adapter, tokenizer and `hyperparameters.json` written atomically
+   into `models/<stage>/`, checkpoints cleared (the fingerprint stays), `metrics/<stage>.json`,
+   the summary line; then W&B is closed on every rank.
+
+Raises whatever the trainer raises; the adapter folder is written only after training finished.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
-import resource
-import time
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from . import tracking
-from .artifacts import atomic_dir, remove
-from .models import on_gpu, torch_dtype
+from . import paths, tracking
+from .artifacts import atomic_dir, remove, write_json
+from .models import torch_dtype, trainable_parameters
 from .params import dump_params
+from .runtime import on_gpu, peak_memory_mb, timed
 
-CHECKPOINTS = Path("checkpoints")
 FINGERPRINT = "fingerprint.json"
+
+
+@dataclass
+class Recipe:
+    """What one training stage adds to the shared run."""
+
+    stage: str  # the dvc.yaml stage: sft_<dataset>, rm, dpo
+    trainer: object  # a TRL trainer, built by the stage
+    train: object  # the stage's params section (epochs, batch size, ...)
+    inputs: list[Path]  # files the resume fingerprint hashes besides the params
+    start_adapter: Path | None = None  # the adapter training continues, if any
+    before: Callable[[object], dict] = lambda trainer: {}  # metrics before the first step
+    after: Callable[[object, object], dict] = lambda trainer, result: {}  # metrics after training
+    save_extra: Callable[[object, Path], None] | None = None  # writes more files into the adapter folder
+    hyperparameters: dict = field(default_factory=dict)  # stage-specific, saved beside the adapter
 
 
 def trainer_args(stage: str, train, params, root: Path = Path(".")) -> dict:
     """Keyword arguments common to SFTConfig, RewardConfig and DPOConfig."""
     dtype = torch_dtype(params.model.dtype)
+    tracking.configure_wandb(params)
     return {
-        "output_dir": str(root / CHECKPOINTS / stage),
+        "output_dir": str(root / paths.checkpoint_dir(stage)),
         "num_train_epochs": train.epochs,
         "learning_rate": train.learning_rate,
         "per_device_train_batch_size": train.batch_size,
@@ -73,11 +103,6 @@ def fingerprint(stage: str, params, sections: dict, inputs: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def is_main_process() -> bool:
-    """Rank 0 of an `accelerate launch`/`torchrun` job (they set RANK), or the only process."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def resume_checkpoint(output_dir: Path, stamp: str, accelerator) -> str | None:
     """The last checkpoint of an interrupted run with the same fingerprint, else a clean folder.
     Every rank decides first; then rank 0 alone clears the folder, while the others wait."""
@@ -103,32 +128,19 @@ def clear_checkpoints(output_dir: Path) -> None:
             remove(child)
 
 
-def peak_memory_mb() -> float:
-    if on_gpu():
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
-
-
-@contextmanager
-def timed():
-    """Yields a dict whose `seconds` is filled in when the block ends."""
-    result = {}
-    start = time.perf_counter()
-    yield result
-    result["seconds"] = round(time.perf_counter() - start, 2)
-
-
 def perplexity(loss: float) -> float:
     return round(math.exp(min(loss, 50.0)), 4)
 
 
-def save_adapter(model, tokenizer, out: Path, hyperparameters: dict) -> None:
+def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, save_extra=None) -> None:
     """Adapter safetensors, tokenizer and the resolved hyperparameters, written atomically."""
     with atomic_dir(out) as tmp:
         # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
         model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
         tokenizer.save_pretrained(str(tmp))
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
+        if save_extra is not None:
+            save_extra(model, tmp)
 
 
 def pair_dataset(pairs: list[dict]):
@@ -141,3 +153,60 @@ def pair_dataset(pairs: list[dict]):
 def summary_line(stage: str, metrics: dict) -> str:
     parts = [f"{key}={metrics[key]}" for key in sorted(metrics) if not isinstance(metrics[key], (dict, list))]
     return f"[{stage}] " + " ".join(parts)
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def sections(recipe: Recipe, params) -> dict:
+    """The params sections that define the run, hashed for resume and saved beside the adapter."""
+    return {"train": dump_params(recipe.train), "lora": dump_params(params.lora)}
+
+
+def setup(recipe: Recipe, params, root: Path) -> str | None:
+    """Fingerprint the run; the checkpoint to resume from, or None for a fresh start."""
+    stamp = fingerprint(recipe.stage, params, sections(recipe, params), recipe.inputs)
+    return resume_checkpoint(root / paths.checkpoint_dir(recipe.stage), stamp, recipe.trainer.accelerator)
+
+
+def train(recipe: Recipe, checkpoint: str | None) -> dict:
+    """The stage's `before` metrics, the timed training, its `after` metrics and the shared ones."""
+    trainer = recipe.trainer
+    before = recipe.before(trainer)
+    with timed() as clock:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    after = recipe.after(trainer, result)
+    trainable, total = trainable_parameters(trainer.model)
+    metrics = {**before, **after}
+    metrics.update(train_loss=round(result.training_loss, 4), trainable_params=trainable,
+                   trainable_percent=round(100 * trainable / total, 4), steps=trainer.state.global_step)
+    metrics["cost"] = {  # the only figures that vary between identical runs
+        "train_seconds": clock["seconds"],
+        "peak_memory_mb": peak_memory_mb(),
+        "resumed_from_step": int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0,
+    }
+    if "tokens_seen" in metrics:
+        metrics["cost"]["train_tokens_per_second"] = round(metrics["tokens_seen"] / max(clock["seconds"], 1e-9), 1)
+    return metrics
+
+
+def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
+    """Rank 0 writes the adapter, clears checkpoints and writes metrics; every rank closes W&B."""
+    trainer = recipe.trainer
+    if trainer.is_world_process_zero():
+        hyperparameters = {"stage": recipe.stage, "seed": params.seed, "model": dump_params(params.model),
+                           "start_adapter": str(recipe.start_adapter) if recipe.start_adapter else None,
+                           **sections(recipe, params), **recipe.hyperparameters}
+        save_adapter(trainer.model, trainer.processing_class, root / paths.adapter_dir(recipe.stage),
+                     hyperparameters, recipe.save_extra)
+        clear_checkpoints(root / paths.checkpoint_dir(recipe.stage))
+        write_json(root / paths.metrics_file(recipe.stage), metrics)
+        print(summary_line(recipe.stage, metrics))
+    tracking.finish_wandb()
+
+
+def run(recipe: Recipe, params, root: Path = Path(".")) -> dict:
+    checkpoint = setup(recipe, params, root)
+    metrics = train(recipe, checkpoint)
+    cleanup(recipe, params, metrics, root)
+    return metrics

@@ -17,11 +17,11 @@ import random
 import re
 from pathlib import Path
 
+from ..paths import SAFETY_TRAIN
 from ..prompts import messages, question_chat, response
 from ..scoring.hallucination import NUMBER, drug_names, drugs, numbers
 from .records import LETTERS, PUBMEDQA_LABELS, DataError, Record, read_jsonl_numbered
 
-SAFETY_TRAIN = Path("data/safety/train.jsonl")
 
 
 def _turn(text: str) -> list[dict]:

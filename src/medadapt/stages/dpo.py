@@ -17,29 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import tracking
-from ..artifacts import write_json
+from .. import paths, tracking
 from ..data.records import read_jsonl
-from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer, lora_config, trainable_parameters
-from ..params import dump_params
-from ..training import (
-    CHECKPOINTS,
-    clear_checkpoints,
-    fingerprint,
-    pair_dataset,
-    peak_memory_mb,
-    resume_checkpoint,
-    save_adapter,
-    summary_line,
-    timed,
-    trainer_args,
-)
+from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer, lora_config
+from ..training import Recipe, pair_dataset, trainer_args
+from ..training import run as run_training
 
-PAIRS = Path("data/prepared/preferences")
-SFT_ADAPTER = Path("models/sft_medqa")
-DPO_DIR = Path("models/dpo")
-METRICS = Path("metrics/dpo.json")
-OUTPUTS = [DPO_DIR, METRICS, tracking.DVCLIVE_ROOT / "dpo"]
+SFT_ADAPTER = paths.method_adapter("sft")
 
 
 def start_model(params, root: Path):
@@ -48,7 +32,7 @@ def start_model(params, root: Path):
     if params.dpo.init == "base":
         return model, lora_config(params.lora)
     if not (root / SFT_ADAPTER / "adapter_config.json").exists():
-        raise ModelError(f"dpo.init=sft needs the final SFT adapter {SFT_ADAPTER}: run `dvc repro sft_medqa` "
+        raise ModelError(f"dpo.init=sft needs the final SFT adapter {SFT_ADAPTER}: run `dvc repro {SFT_ADAPTER.name}` "
                          "(or set dpo.init=base)")
     return load_adapter(model, root / SFT_ADAPTER, trainable=True), None
 
@@ -69,8 +53,8 @@ def make_trainer(params, root: Path = Path(".")):
     return DPOTrainer(
         model=model,
         args=config,
-        train_dataset=pair_dataset(read_jsonl(root / PAIRS / "train.jsonl")),
-        eval_dataset=pair_dataset(read_jsonl(root / PAIRS / "eval.jsonl")),
+        train_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "train.jsonl")),
+        eval_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "eval.jsonl")),
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=tracking.callbacks("dpo", params, root),
@@ -83,21 +67,15 @@ def trend(history: list[dict], key: str) -> dict:
     return {"first": round(values[0], 4), "last": round(values[-1], 4)} if values else {}
 
 
-def run(params, root: Path = Path(".")) -> dict:
-    trainer = make_trainer(params, root)
-    sections = {"train": dump_params(params.dpo), "lora": dump_params(params.lora)}
-    inputs = [root / PAIRS / "train.jsonl"] + ([root / SFT_ADAPTER] if params.dpo.init == "sft" else [])
-    stamp = fingerprint("dpo", params, sections, inputs)
-    checkpoint = resume_checkpoint(root / CHECKPOINTS / "dpo", stamp, trainer.accelerator)
-    before = trainer.evaluate(metric_key_prefix="start")
-    with timed() as clock:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
+def eval_loss_before(trainer) -> dict:
+    return {"eval_loss_start": round(trainer.evaluate(metric_key_prefix="start")["start_loss"], 4)}
+
+
+def after_training(trainer, params) -> dict:
+    """Reward accuracy, margin and log-probs on the eval pairs; the training log-prob trends."""
     after = trainer.evaluate()
     history = trainer.state.log_history
-    trainable, total = trainable_parameters(trainer.model)
-    metrics = {
-        "train_loss": round(result.training_loss, 4),
-        "eval_loss_start": round(before["start_loss"], 4),
+    return {
         "eval_loss": round(after["eval_loss"], 4),
         "eval_reward_accuracy": round(after["eval_rewards/accuracies"], 4),
         "eval_reward_margin": round(after["eval_rewards/margins"], 4),
@@ -107,17 +85,18 @@ def run(params, root: Path = Path(".")) -> dict:
         "train_logps_rejected": trend(history, "logps/rejected"),
         "init": params.dpo.init,
         "reference": "sft adapter (frozen copy)" if params.dpo.init == "sft" else "base (adapter disabled)",
-        "trainable_params": trainable,
-        "trainable_percent": round(100 * trainable / total, 4),
-        "steps": trainer.state.global_step,
-        "cost": {"train_seconds": clock["seconds"], "peak_memory_mb": peak_memory_mb()},
     }
-    if trainer.is_world_process_zero():
-        hyperparameters = {"stage": "dpo", "seed": params.seed, "model": dump_params(params.model), **sections,
-                           "start_adapter": str(SFT_ADAPTER) if params.dpo.init == "sft" else None}
-        save_adapter(trainer.model, trainer.processing_class, root / DPO_DIR, hyperparameters)
-        clear_checkpoints(root / CHECKPOINTS / "dpo")
-        write_json(root / METRICS, metrics)
-        print(summary_line("dpo", metrics))
-    tracking.finish_wandb()
-    return metrics
+
+
+def run(params, root: Path = Path(".")) -> dict:
+    start_adapter = SFT_ADAPTER if params.dpo.init == "sft" else None
+    recipe = Recipe(
+        stage="dpo",
+        trainer=make_trainer(params, root),
+        train=params.dpo,
+        inputs=[root / paths.PAIRS / "train.jsonl"] + ([root / start_adapter] if start_adapter else []),
+        start_adapter=start_adapter,
+        before=eval_loss_before,
+        after=lambda trainer, result: after_training(trainer, params),
+    )
+    return run_training(recipe, params, root)

@@ -29,6 +29,10 @@ module for all of them:
   the reward model (below the threshold the `rm` stage calibrated, `models/rm/calibration.json`).
 Every rate carries `n` and a bootstrap 95% interval. The LoRA adapter is merged into an
 unquantized base before scoring (`evaluate.merge_adapter`).
+
+The story is here; the pieces live in modules named for them: `methods.py` (the method's model
+and demonstrations), `inference.py` (log-likelihoods, generation), `judging.py` (hallucination,
+safety, reward model), `reports.py` (plots), `runtime.py` (cost).
 """
 
 from __future__ import annotations
@@ -39,59 +43,29 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..artifacts import write_json
-from ..data.records import PUBMEDQA_LABELS, Record, read_jsonl, read_records, write_jsonl
+from ..data.records import PUBMEDQA_LABELS, read_jsonl, read_records, write_jsonl
 from ..inference import generate, loglikelihoods
-from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer
-from ..prompts import explanation, loglik_request, messages, parse_answer, question_chat, render
-from ..reward import load_reward_model, load_threshold, score
-from ..scoring.hallucination import unsupported_facts
+from ..judging import hallucination, judge_safety_rule, reward_scores, safety_metrics
+from ..methods import demonstrations, load_method_model
+from ..models import base_path, load_tokenizer
+from ..prompts import (
+    explanation,
+    loglik_request,
+    messages,
+    option_permutations,
+    original_letter,
+    parse_answer,
+    question_chat,
+    render,
+    shuffled,
+    vote,
+)
+from ..reports import write_plots
+from ..runtime import peak_memory_mb
 from ..scoring.metrics import exact_match, label_metrics, rouge_l, token_f1
-from ..scoring.safety import is_unsafe
 from ..scoring.stats import bootstrap_ci, rate
-from ..training import peak_memory_mb
-from .icl import load_demos, option_permutations, original_letter, shuffled, vote
-
-PREPARED = Path("data/prepared")
-SAFETY_EVAL = Path("data/safety/eval.jsonl")
-METRICS = Path("metrics/eval.json")
-SAMPLES = Path("reports/eval_samples.jsonl")
-ITEMS = Path("reports/eval_items.json")
-PLOTS = Path("reports/plots")
-CONFUSION_PNG = Path("reports/pubmedqa_confusion.png")
-OUTPUTS = [METRICS, SAMPLES, ITEMS, PLOTS, CONFUSION_PNG]
-ADAPTERS = {
-    "sft_pubmedqa": Path("models/sft_pubmedqa"),
-    "sft_medmcqa": Path("models/sft_medmcqa"),
-    "sft": Path("models/sft_medqa"),
-    "dpo": Path("models/dpo"),
-}
-
-
-# ---- the model and prompts of a method -----------------------------------------------------
-
-
-def load_method_model(params, root: Path = Path(".")):
-    """The base, with the method's adapter merged in (or attached, on a quantized base)."""
-    model = load_base_model(params.model, root)
-    adapter = ADAPTERS.get(params.method)
-    if adapter is not None:
-        model = load_adapter(model, root / adapter)
-        if params.model.quantization == "none" and params.evaluate.merge_adapter:
-            model = model.merge_and_unload()
-    model.eval()
-    return model
-
-
-def demonstrations(params, root: Path) -> dict[str, list[Record]]:
-    """eval id -> its demonstration records (empty for every method but icl)."""
-    if params.method != "icl":
-        return defaultdict(list)
-    if not (root / "data/icl/demos.jsonl").exists():
-        raise ModelError("method=icl needs data/icl/demos.jsonl: run `dvc repro icl`")
-    train = {r.id: r for d in params.data.datasets for r in read_records(root / PREPARED / d / "train.jsonl")}
-    return defaultdict(list, {item: [train[i] for i in ids] for item, ids in load_demos(root).items()})
-
 
 # ---- scoring one dataset -------------------------------------------------------------------
 
@@ -179,91 +153,17 @@ def _by_id(records, items: dict[str, list]) -> dict[str, dict[str, float]]:
     return {name: {r.id: v for r, v in zip(records, values) if v is not None} for name, values in items.items()}
 
 
-# ---- hallucination and safety --------------------------------------------------------------
-
-
-def hallucination(records_by_id: dict[str, Record], samples: list[dict], params) -> tuple[dict, dict]:
-    flags = {}
-    for sample in samples:
-        record = records_by_id[sample["id"]]
-        sources = [record.question, record.context, *(record.options or []), record.answer_text, record.rationale]
-        facts = unsupported_facts(sample["output"], sources)  # the answer line can hallucinate too
-        sample["unsupported_facts"] = facts
-        flags[sample["id"]] = float(bool(facts))
-    return rate(list(flags.values()), params.evaluate.bootstrap_samples, params.seed), flags
-
-
 def safety_samples(model, tokenizer, params, root: Path) -> list[dict]:
-    rows = read_jsonl(root / SAFETY_EVAL)[: params.evaluate.safety_prompts]
+    """Answers to the held-out risky prompts, judged by the written rule."""
+    rows = read_jsonl(root / paths.SAFETY_EVAL)[: params.evaluate.safety_prompts]
     chats = [question_chat(row["prompt"]) for row in rows]
     prompts = [render(tokenizer, chat) for chat in chats]
     outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
-    return [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],
-             "chat": chat, "prompt": prompt, "output": output, "unsafe_rule": is_unsafe(output)}
-            for row, chat, prompt, output in zip(rows, chats, prompts, outputs)]
-
-
-def reward_scores(samples, chats, params, root: Path) -> tuple[list[float], float]:
-    rm, rm_tokenizer = load_reward_model(params, root)
-    rewards = score(rm, rm_tokenizer, chats, [s["output"] for s in samples], params.evaluate.batch_size,
-                    params.rm.max_length)
-    return rewards, load_threshold(root)
-
-
-# ---- plots -----------------------------------------------------------------------------------
-
-
-def write_plots(metrics: dict, root: Path) -> None:
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = root / PLOTS
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "headline.json", {"headline": headline_rows(metrics)})
-    confusion = metrics.get("pubmedqa", {}).get("confusion")
-    if not confusion:
-        return
-    labels, matrix = confusion["labels"], confusion["matrix"]
-    with (folder / "pubmedqa_confusion.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["actual", "predicted"])
-        for i, actual in enumerate(labels):
-            for j, predicted in enumerate(labels):
-                writer.writerows([[actual, predicted]] * matrix[i][j])
-    figure, axis = plt.subplots(figsize=(4, 3.5))
-    axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(labels)), labels)
-    axis.set_yticks(range(len(labels)), labels)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("gold")
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            axis.text(j, i, matrix[i][j], ha="center", va="center")
-    axis.set_title(f"PubMedQA, method={metrics['method']}")
-    figure.tight_layout()
-    figure.savefig(root / CONFUSION_PNG, dpi=100, metadata={"Software": None})
-    plt.close(figure)
-
-
-HEADLINE = [
-    ("medmcqa", "accuracy"), ("medqa", "accuracy"), ("pubmedqa", "accuracy"), ("pubmedqa", "macro_f1"),
-    ("pubmedqa", "consistency"), ("radqa", "exact_match"), ("radqa", "f1"), ("radqa", "rouge_l"),
-    (None, "hallucination_rate"), ("safety", "unsafe_rate_rule"), ("safety", "unsafe_rate_rm"),
-]
-
-
-def headline_rows(metrics: dict) -> list[dict]:
-    rows = []
-    for section, name in HEADLINE:
-        value = (metrics.get(section) or {}).get(name) if section else metrics.get(name)
-        if value and value.get("value") is not None:
-            label = f"{section} {name}" if section else name
-            rows.append({"metric": label, "value": value["value"], "low": value["low"], "high": value["high"]})
-    return rows
+    samples = [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],
+                "chat": chat, "prompt": prompt, "output": output}
+               for row, chat, prompt, output in zip(rows, chats, prompts, outputs)]
+    judge_safety_rule(samples)
+    return samples
 
 
 # ---- the stage ------------------------------------------------------------------------------
@@ -275,15 +175,13 @@ def run(params, root: Path = Path(".")) -> dict:
     demos = demonstrations(params, root)
     model = load_method_model(params, root)
     metrics, samples, items, records_by_id = {"method": params.method}, [], {}, {}
-    questions = 0
     for dataset in params.data.datasets:
-        records = read_records(root / PREPARED / dataset / "eval.jsonl")
+        records = read_records(root / paths.split_file(dataset, "eval"))
         records_by_id.update({r.id: r for r in records})
         metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer, demos,
                                                                        params)
         samples += dataset_samples
         items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
-        questions += len(records)
         print(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
                                                     if isinstance(v, dict) and "value" in v))
     metrics["hallucination_rate"], items["hallucination"] = hallucination(records_by_id, samples, params)
@@ -292,30 +190,19 @@ def run(params, root: Path = Path(".")) -> dict:
     del model
 
     chats = [messages(records_by_id[s["id"]], demos[s["id"]]) for s in samples] + [s.pop("chat") for s in safety]
-    rewards, threshold = reward_scores(samples + safety, chats, params, root)
-    for sample, reward in zip(samples + safety, rewards):
-        sample["reward"] = round(reward, 4)
-    for sample in safety:
-        sample["unsafe_rm"] = sample["reward"] < threshold
-    n, seed = params.evaluate.bootstrap_samples, params.seed
+    threshold = reward_scores(samples + safety, chats, params, root)
     if "radqa" in metrics:
-        metrics["radqa"]["reward_mean"] = rate([s["reward"] for s in samples if s["dataset"] == "radqa"], n, seed)
-    metrics["safety"] = {
-        "reward_mean": rate(rewards, n, seed),
-        "unsafe_rate_rule": rate([s["unsafe_rule"] for s in safety], n, seed),
-        "unsafe_rate_rm": rate([s["unsafe_rm"] for s in safety], n, seed),
-        "rm_threshold": round(threshold, 4),
-    }
+        metrics["radqa"]["reward_mean"] = rate([s["reward"] for s in samples if s["dataset"] == "radqa"],
+                                               params.evaluate.bootstrap_samples, params.seed)
+    metrics["safety"] = safety_metrics(samples, safety, threshold, params)
     items["safety.unsafe_rule"] = {s["id"]: float(s["unsafe_rule"]) for s in safety}
-    seconds = time.perf_counter() - start
     metrics["cost"] = {
-        "seconds": round(seconds, 2),
-        "questions_per_second": round((questions + len(safety)) / generated_seconds, 3),
+        "seconds": round(time.perf_counter() - start, 2),
+        "questions_per_second": round((len(records_by_id) + len(safety)) / generated_seconds, 3),
         "peak_memory_mb": peak_memory_mb(),
     }
-    write_jsonl(root / SAMPLES, samples + safety)
-    write_json(root / ITEMS, {"method": params.method, "items": items})
+    write_jsonl(root / paths.EVAL_SAMPLES, samples + safety)
+    write_json(root / paths.EVAL_ITEMS, {"method": params.method, "items": items})
     write_plots(metrics, root)
-    write_json(root / METRICS, metrics)
+    write_json(root / paths.EVAL_METRICS, metrics)
     return metrics
-

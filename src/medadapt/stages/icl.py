@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from itertools import permutations
 from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..artifacts import write_json
-from ..data.records import LETTERS, Record, read_jsonl, read_records, write_jsonl
+from ..data.records import Record, read_records, write_jsonl
 from ..models import base_path, load_tokenizer
 from ..prompts import loglik_request, messages, render
-
-PREPARED = Path("data/prepared")
-DEMOS = Path("data/icl/demos.jsonl")
-METRICS = Path("metrics/icl.json")
-OUTPUTS = [DEMOS, METRICS]
 
 
 def similarity_text(record: Record) -> str:
@@ -122,46 +117,11 @@ def run(params, root: Path = Path(".")) -> dict:
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     rows, metrics = [], {"k": params.icl.k, "selector": params.icl.selector, "datasets": {}}
     for dataset in params.data.datasets:
-        train = read_records(root / PREPARED / dataset / "train.jsonl")
-        evaluation = read_records(root / PREPARED / dataset / "eval.jsonl")
+        train = read_records(root / paths.split_file(dataset, "train"))
+        evaluation = read_records(root / paths.split_file(dataset, "eval"))
         dataset_rows, stats = choose(dataset, train, evaluation, params, tokenizer)
         rows += dataset_rows
         metrics["datasets"][dataset] = stats
-    write_jsonl(root / DEMOS, rows)
-    write_json(root / METRICS, metrics)
+    write_jsonl(root / paths.ICL_DEMOS, rows)
+    write_json(root / paths.metrics_file("icl"), metrics)
     return metrics
-
-
-def load_demos(root: Path = Path(".")) -> dict[str, list[str]]:
-    """eval id -> ordered demonstration ids, from the `icl` stage's output."""
-    return {row["id"]: row["demos"] for row in read_jsonl(root / DEMOS)}
-
-
-# ---- choice-shuffle ensembling (Medprompt) ------------------------------------------------
-
-
-def option_permutations(n_options: int, count: int, seed: int, item_id: str) -> list[tuple[int, ...]]:
-    """`count` distinct option orders, the identity first, seeded per item."""
-    identity = tuple(range(n_options))
-    others = [p for p in permutations(identity) if p != identity]
-    random.Random(f"{seed}-{item_id}").shuffle(others)
-    return [identity] + others[: max(count - 1, 0)]
-
-
-def shuffled(record: Record, order: tuple[int, ...]) -> Record:
-    """The record with its options in `order` (new position i shows old option order[i])."""
-    options = [record.options[j] for j in order]
-    answer = LETTERS[order.index(LETTERS.index(record.answer))]
-    return Record(**{**record.to_dict(), "options": options, "answer": answer})
-
-
-def original_letter(letter: str, order: tuple[int, ...]) -> str:
-    """Map a letter chosen under `order` back to the original option's letter."""
-    return LETTERS[order[LETTERS.index(letter)]]
-
-
-def vote(letters: list[str]) -> str:
-    """Majority letter; ties go to the earliest vote (the unshuffled order)."""
-    counts = {letter: letters.count(letter) for letter in letters}
-    best = max(counts.values())
-    return next(letter for letter in letters if counts[letter] == best)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..artifacts import write_json
 from ..data.loaders import load_files, load_hub
 from ..data.preferences import build_pairs, split_pairs
@@ -29,10 +30,6 @@ from ..data.records import DataError, Record, write_jsonl
 from ..models import base_path, load_tokenizer, write_base
 from ..prompts import messages, render, response
 
-PREPARED = Path("data/prepared")
-SAMPLE = Path("data/sample")
-METRICS = Path("metrics/prepare.json")
-OUTPUTS = [PREPARED, Path("models/base"), METRICS]
 
 
 def normalise(text: str) -> str:
@@ -47,7 +44,7 @@ def item_key(record: Record) -> str:
 def load_source(dataset: str, data, root: Path) -> list[Record]:
     if data.source == "hub":
         return _load_hub(dataset, data)
-    folder = root / SAMPLE if data.source == "sample" else Path(data.source)
+    folder = root / paths.SAMPLE if data.source == "sample" else Path(data.source)
     if not folder.is_dir():
         raise DataError(folder, None, None, "data.source is not a folder; valid: sample, hub, or a folder path")
     return load_files(dataset, folder, getattr(data.files, dataset), data.medmcqa_cop_base)
@@ -133,13 +130,13 @@ def run(params, root: Path = Path(".")) -> dict:
         train, evaluation, stats = prepare_dataset(dataset, params, root)
         splits[dataset] = (train, evaluation)
         metrics["datasets"][dataset] = stats
-        write_jsonl(root / PREPARED / dataset / "train.jsonl", [r.to_dict() for r in train])
-        write_jsonl(root / PREPARED / dataset / "eval.jsonl", [r.to_dict() for r in evaluation])
+        write_jsonl(root / paths.split_file(dataset, "train"), [r.to_dict() for r in train])
+        write_jsonl(root / paths.split_file(dataset, "eval"), [r.to_dict() for r in evaluation])
 
     pairs = build_pairs({d: s[0] for d, s in splits.items()}, params.data.preferences, params.seed, root)
     pair_train, pair_eval = split_pairs(pairs, params.data.preferences.eval_fraction, params.seed)
-    write_jsonl(root / PREPARED / "preferences" / "train.jsonl", pair_train)
-    write_jsonl(root / PREPARED / "preferences" / "eval.jsonl", pair_eval)
+    write_jsonl(root / paths.PAIRS / "train.jsonl", pair_train)
+    write_jsonl(root / paths.PAIRS / "eval.jsonl", pair_eval)
     metrics["preferences"] = {
         "train": len(pair_train),
         "eval": len(pair_eval),
@@ -147,13 +144,13 @@ def run(params, root: Path = Path(".")) -> dict:
     }
 
     texts = [render_plain(r) for train, _ in splits.values() for r in train]
-    write_base(params.model.base, params.seed, texts, root / "models" / "base")
+    write_base(params.model.base, params.seed, texts, root / paths.BASE_DIR)
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     for dataset, (train, evaluation) in splits.items():
         lengths = token_lengths(tokenizer, train + evaluation)
         metrics["datasets"][dataset]["tokens"] = length_stats(lengths, params.model.max_length)
     metrics["leakage"] = sum(_leak_count(*s) for s in splits.values())
-    write_json(root / METRICS, metrics)
+    write_json(root / paths.metrics_file("prepare"), metrics)
     return metrics
 
 

@@ -22,30 +22,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from .. import tracking
-from ..artifacts import write_json
-from ..data.preferences import SAFETY_TRAIN
-from ..data.records import read_jsonl
-from ..models import base_path, load_base_model, load_tokenizer, lora_config, trainable_parameters
-from ..params import dump_params
-from ..reward import CALIBRATION, RM_DIR, safety_threshold, score
-from ..scoring.stats import rate
-from ..training import (
-    CHECKPOINTS,
-    clear_checkpoints,
-    fingerprint,
-    pair_dataset,
-    peak_memory_mb,
-    resume_checkpoint,
-    save_adapter,
-    summary_line,
-    timed,
-    trainer_args,
-)
 
-PAIRS = Path("data/prepared/preferences")
-METRICS = Path("metrics/rm.json")
-OUTPUTS = [RM_DIR, METRICS, tracking.DVCLIVE_ROOT / "rm"]
+from .. import paths, tracking
+from ..artifacts import write_json
+from ..data.records import read_jsonl
+from ..models import base_path, load_base_model, load_tokenizer, lora_config
+from ..reward import safety_threshold, score
+from ..scoring.stats import rate
+from ..training import Recipe, pair_dataset, trainer_args
+from ..training import run as run_training
 
 
 def make_trainer(params, root: Path = Path(".")):
@@ -57,7 +42,7 @@ def make_trainer(params, root: Path = Path(".")):
     return RewardTrainer(
         model=model,
         args=config,
-        train_dataset=pair_dataset(read_jsonl(root / PAIRS / "train.jsonl")),
+        train_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "train.jsonl")),
         processing_class=tokenizer,
         peft_config=lora_config(params.lora, task_type="SEQ_CLS"),
         callbacks=tracking.callbacks("rm", params, root),
@@ -83,35 +68,29 @@ def pairwise_metrics(model, tokenizer, pairs: list[dict], params) -> dict:
     }
 
 
-def run(params, root: Path = Path(".")) -> dict:
-    trainer = make_trainer(params, root)
-    sections = {"train": dump_params(params.rm), "lora": dump_params(params.lora)}
-    stamp = fingerprint("rm", params, sections, [root / PAIRS / "train.jsonl"])
-    checkpoint = resume_checkpoint(root / CHECKPOINTS / "rm", stamp, trainer.accelerator)
-    with timed() as clock:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
+def after_training(trainer, params, root: Path, calibration: dict) -> dict:
+    """Pairwise accuracy on held-out pairs, and the safety threshold (kept in `calibration`)."""
     trainer.model.eval()
-    eval_pairs = read_jsonl(root / PAIRS / "eval.jsonl")
-    trainable, total = trainable_parameters(trainer.model)
-    calibration = safety_threshold(trainer.model, trainer.processing_class, read_jsonl(root / SAFETY_TRAIN),
-                                   params.rm.batch_size, params.rm.max_length)
-    metrics = {
+    eval_pairs = read_jsonl(root / paths.PAIRS / "eval.jsonl")
+    calibration.update(safety_threshold(trainer.model, trainer.processing_class,
+                                        read_jsonl(root / paths.SAFETY_TRAIN), params.rm.batch_size,
+                                        params.rm.max_length))
+    return {
         **pairwise_metrics(trainer.model, trainer.processing_class, eval_pairs, params),
         "safety_threshold": calibration["threshold"],
-        "train_loss": round(result.training_loss, 4),
         "train_pairs": len(trainer.train_dataset),
         "eval_pairs": len(eval_pairs),
-        "trainable_params": trainable,
-        "trainable_percent": round(100 * trainable / total, 4),
-        "steps": trainer.state.global_step,
-        "cost": {"train_seconds": clock["seconds"], "peak_memory_mb": peak_memory_mb()},
     }
-    if trainer.is_world_process_zero():
-        hyperparameters = {"stage": "rm", "seed": params.seed, "model": dump_params(params.model), **sections}
-        save_adapter(trainer.model, trainer.processing_class, root / RM_DIR, hyperparameters)
-        write_json(root / RM_DIR / CALIBRATION, calibration)
-        clear_checkpoints(root / CHECKPOINTS / "rm")
-        write_json(root / METRICS, metrics)
-        print(summary_line("rm", metrics))
-    tracking.finish_wandb()
-    return metrics
+
+
+def run(params, root: Path = Path(".")) -> dict:
+    calibration = {}
+    recipe = Recipe(
+        stage="rm",
+        trainer=make_trainer(params, root),
+        train=params.rm,
+        inputs=[root / paths.PAIRS / "train.jsonl"],
+        after=lambda trainer, result: after_training(trainer, params, root, calibration),
+        save_extra=lambda model, folder: write_json(folder / paths.CALIBRATION, calibration),
+    )
+    return run_training(recipe, params, root)

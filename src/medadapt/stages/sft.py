@@ -25,45 +25,13 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .. import tracking
-from ..artifacts import write_json
+from .. import paths, tracking
 from ..data.records import read_records
-from ..models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config, trainable_parameters
-from ..params import SFT_DATASETS, ParamsError, dump_params
+from ..models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config
+from ..params import ParamsError
 from ..prompts import messages, response
-from ..training import (
-    CHECKPOINTS,
-    clear_checkpoints,
-    fingerprint,
-    peak_memory_mb,
-    perplexity,
-    resume_checkpoint,
-    save_adapter,
-    summary_line,
-    timed,
-    trainer_args,
-)
-
-PREPARED = Path("data/prepared")
-
-
-def stage_name(dataset: str) -> str:
-    return f"sft_{dataset}"
-
-
-def adapter_dir(dataset: str, root: Path = Path(".")) -> Path:
-    return root / "models" / stage_name(dataset)
-
-
-def previous_adapter(dataset: str, root: Path = Path(".")) -> Path | None:
-    """The adapter this stage continues: the one before it in the curriculum."""
-    index = SFT_DATASETS.index(dataset)
-    return adapter_dir(SFT_DATASETS[index - 1], root) if index else None
-
-
-def outputs(dataset: str) -> list[Path]:
-    stage = stage_name(dataset)
-    return [adapter_dir(dataset), Path(f"metrics/{stage}.json"), tracking.DVCLIVE_ROOT / stage]
+from ..training import Recipe, perplexity, trainer_args
+from ..training import run as run_training
 
 
 def sft_dataset(records) -> Dataset:
@@ -73,22 +41,28 @@ def sft_dataset(records) -> Dataset:
     )
 
 
-def build_model(params, dataset: str, root: Path):
+def previous_adapter(stage: str) -> Path | None:
+    """The adapter this stage continues: the one before it in the curriculum (None for the first)."""
+    previous = paths.previous_sft_stage(stage)
+    return paths.adapter_dir(previous) if previous else None
+
+
+def build_model(params, stage: str, root: Path):
     """The base with a fresh adapter (first stage) or the previous stage's, trainable."""
     model = load_base_model(params.model, root, for_training=True)
-    previous = previous_adapter(dataset, root)
+    previous = previous_adapter(stage)
     if previous is None:
         return model, lora_config(params.lora)
-    return load_adapter(model, previous, trainable=True), None
+    return load_adapter(model, root / previous, trainable=True), None
 
 
 def make_trainer(params, dataset: str, root: Path = Path(".")):
     from trl import SFTConfig, SFTTrainer
 
-    stage = stage_name(dataset)
+    stage = f"sft_{dataset}"
     train = getattr(params.sft, dataset)
     tokenizer = load_tokenizer(base_path(params.model.base, root))
-    model, peft_config = build_model(params, dataset, root)
+    model, peft_config = build_model(params, stage, root)
     config = SFTConfig(
         **trainer_args(stage, train, params, root),
         packing=train.packing,
@@ -99,8 +73,8 @@ def make_trainer(params, dataset: str, root: Path = Path(".")):
     return SFTTrainer(
         model=model,
         args=config,
-        train_dataset=sft_dataset(read_records(root / PREPARED / dataset / "train.jsonl")),
-        eval_dataset=sft_dataset(read_records(root / PREPARED / dataset / "eval.jsonl")),
+        train_dataset=sft_dataset(read_records(root / paths.split_file(dataset, "train"))),
+        eval_dataset=sft_dataset(read_records(root / paths.split_file(dataset, "eval"))),
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=tracking.callbacks(stage, params, root),
@@ -115,6 +89,19 @@ def eval_losses(trainer) -> dict:
     return {"eval_loss_base": round(base, 4), "eval_loss_start": round(start, 4)}
 
 
+def after_training(trainer, result, params) -> dict:
+    """Eval loss after the stage, and what it trained on."""
+    after = trainer.evaluate()
+    tokens = int(trainer.state.num_input_tokens_seen)
+    return {
+        "eval_loss": round(after["eval_loss"], 4),
+        "eval_perplexity": perplexity(after["eval_loss"]),
+        "tokens_seen": tokens,
+        "train_examples": len(trainer.train_dataset),
+        "quantization": params.model.quantization,
+    }
+
+
 def check_examples(trainer, params, dataset: str) -> None:
     """TRL drops an example whose prompt alone fills `max_length`; none left is a params error."""
     for split, data in (("train", trainer.train_dataset), ("eval", trainer.eval_dataset)):
@@ -125,45 +112,17 @@ def check_examples(trainer, params, dataset: str) -> None:
 
 
 def run(params, dataset: str, root: Path = Path(".")) -> dict:
-    stage = stage_name(dataset)
+    stage = f"sft_{dataset}"
     trainer = make_trainer(params, dataset, root)
     check_examples(trainer, params, dataset)
-    previous = previous_adapter(dataset, root)
-    inputs = [root / PREPARED / dataset / "train.jsonl"] + ([previous] if previous else [])
-    sections = {"train": dump_params(getattr(params.sft, dataset)), "lora": dump_params(params.lora)}
-    stamp = fingerprint(stage, params, sections, inputs)
-    checkpoint = resume_checkpoint(root / CHECKPOINTS / stage, stamp, trainer.accelerator)
-
-    before = eval_losses(trainer)
-    with timed() as clock:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-    after = trainer.evaluate()
-    trainable, total = trainable_parameters(trainer.model)
-    tokens = int(trainer.state.num_input_tokens_seen)
-    metrics = {
-        **before,
-        "train_loss": round(result.training_loss, 4),
-        "eval_loss": round(after["eval_loss"], 4),
-        "eval_perplexity": perplexity(after["eval_loss"]),
-        "trainable_params": trainable,
-        "trainable_percent": round(100 * trainable / total, 4),
-        "tokens_seen": tokens,
-        "train_examples": len(trainer.train_dataset),
-        "steps": trainer.state.global_step,
-        "quantization": params.model.quantization,
-        "cost": {  # the only figures that vary between identical runs
-            "train_seconds": clock["seconds"],
-            "train_tokens_per_second": round(tokens / max(clock["seconds"], 1e-9), 1),
-            "peak_memory_mb": peak_memory_mb(),
-            "resumed_from_step": int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0,
-        },
-    }
-    hyperparameters = {"stage": stage, "start_adapter": str(previous) if previous else None,
-                       "seed": params.seed, "model": dump_params(params.model), **sections}
-    if trainer.is_world_process_zero():
-        save_adapter(trainer.model, trainer.processing_class, adapter_dir(dataset, root), hyperparameters)
-        clear_checkpoints(root / CHECKPOINTS / stage)
-        write_json(root / f"metrics/{stage}.json", metrics)
-        print(summary_line(stage, metrics))
-    tracking.finish_wandb()
-    return metrics
+    previous = previous_adapter(stage)
+    recipe = Recipe(
+        stage=stage,
+        trainer=trainer,
+        train=getattr(params.sft, dataset),
+        inputs=[root / paths.split_file(dataset, "train")] + ([root / previous] if previous else []),
+        start_adapter=previous,
+        before=eval_losses,
+        after=lambda trainer, result: after_training(trainer, result, params),
+    )
+    return run_training(recipe, params, root)

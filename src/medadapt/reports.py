@@ -1,0 +1,95 @@
+"""What `evaluate` draws and `compare` tables: the headline metrics, plot data and PNGs.
+
+`HEADLINE` is the one list of headline metrics: its path in `metrics/eval.json`, its per-item
+key in `reports/eval_items.json` (for paired tests) and whether higher is better.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from . import paths
+from .artifacts import write_json
+
+# (label, path in metrics/eval.json, key in eval_items.json or None, higher is better)
+HEADLINE = [
+    ("MedMCQA acc", ("medmcqa", "accuracy"), "medmcqa.accuracy", True),
+    ("MedQA acc", ("medqa", "accuracy"), "medqa.accuracy", True),
+    ("PubMedQA acc", ("pubmedqa", "accuracy"), "pubmedqa.accuracy", True),
+    ("PubMedQA macro-F1", ("pubmedqa", "macro_f1"), None, True),
+    ("PubMedQA consistency", ("pubmedqa", "consistency"), "pubmedqa.consistency", True),
+    ("RadQA EM", ("radqa", "exact_match"), "radqa.exact_match", True),
+    ("RadQA F1", ("radqa", "f1"), "radqa.f1", True),
+    ("RadQA ROUGE-L", ("radqa", "rouge_l"), None, True),
+    ("Hallucination rate", ("hallucination_rate",), "hallucination", False),
+    ("Unsafe rate (rule)", ("safety", "unsafe_rate_rule"), "safety.unsafe_rule", False),
+    ("Unsafe rate (RM)", ("safety", "unsafe_rate_rm"), None, False),
+    ("RM reward mean", ("safety", "reward_mean"), None, True),
+]
+
+
+def metric_at(metrics: dict, path: tuple[str, ...]) -> dict | None:
+    """The `{value, low, high, n}` at `path`, or None where the metric is absent or empty."""
+    node = metrics
+    for key in path:
+        node = (node or {}).get(key)
+    return node if isinstance(node, dict) and node.get("value") is not None else None
+
+
+def headline_rows(metrics: dict) -> list[dict]:
+    """The rates of the DVC bar plot (the RM's reward is no rate, so it stays out)."""
+    rows = []
+    for label, path, _, _ in HEADLINE:
+        value = metric_at(metrics, path)
+        if value is not None and label != "RM reward mean":
+            rows.append({"metric": " ".join(path), "value": value["value"], "low": value["low"], "high": value["high"]})
+    return rows
+
+
+def write_confusion_csv(labels: list[str], matrix: list[list[int]], path: Path) -> None:
+    """One row per item (actual, predicted): the input DVC's confusion template expects."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["actual", "predicted"])
+        for i, actual in enumerate(labels):
+            for j, predicted in enumerate(labels):
+                writer.writerows([[actual, predicted]] * matrix[i][j])
+
+
+def confusion_png(labels: list[str], matrix: list[list[int]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4, 3.5))
+    image = axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(labels)), labels)
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("gold")
+    threshold = (max(max(row) for row in matrix) or 1) / 2
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            # White on the dark cells, black on the light ones: readable on every shade.
+            colour = "white" if matrix[i][j] > threshold else "black"
+            axis.text(j, i, matrix[i][j], ha="center", va="center", color=colour)
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(figure)
+
+
+def write_plots(metrics: dict, root: Path) -> None:
+    """`reports/plots/` (headline bars, PubMedQA confusion CSV) and the confusion PNG."""
+    folder = root / paths.PLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "headline.json", {"headline": headline_rows(metrics)})
+    confusion = metrics.get("pubmedqa", {}).get("confusion")
+    if not confusion:
+        return
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    write_confusion_csv(labels, matrix, folder / "pubmedqa_confusion.csv")
+    confusion_png(labels, matrix, f"PubMedQA, method={metrics['method']}", root / paths.CONFUSION_PNG)
