@@ -1,0 +1,80 @@
+"""The project code each DVC stage runs: the import closure of its command, for `dvc.yaml`.
+
+    python -m medadapt.codedeps          # prints every stage's code deps, as dvc.yaml lists them
+
+A stage runs `medadapt <stage>`, i.e. `cli.py` and the stage module, and everything they import
+from this package, at module level or inside a function. `tests/test_codedeps.py` checks that
+each stage in `dvc.yaml` lists exactly these files, so a new import cannot leave a stage stale.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+SRC = PACKAGE.parent
+ENTRY = "medadapt.cli"
+
+
+def stage_module(stage: str) -> str:
+    """The module a dvc.yaml stage runs (the three curriculum stages share `stages/sft.py`)."""
+    return "medadapt.stages." + ("sft" if stage.startswith("sft_") else stage)
+
+
+def module_file(name: str) -> Path | None:
+    base = SRC / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(name: str) -> set[str]:
+    """Package modules that `name` imports anywhere in its source (absolute names)."""
+    path = module_file(name)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from . import paths`
+    return {m for m in found if m.split(".")[0] == "medadapt" and module_file(m)}
+
+
+def closure(*roots: str) -> set[str]:
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += imported_modules(name) - seen
+    return seen
+
+
+def data_files(modules: set[str]) -> set[Path]:
+    """Package data read at run time (the drug list of the hallucination rule)."""
+    return {PACKAGE / "scoring" / "drug_names.txt"} if "medadapt.scoring.hallucination" in modules else set()
+
+
+def stage_code(stage: str) -> list[str]:
+    """Repository-relative paths of every project file `medadapt <stage>` runs, sorted."""
+    modules = closure(ENTRY, stage_module(stage))
+    files = {module_file(m) for m in modules} | data_files(modules)
+    files = {f for f in files if f.stat().st_size}  # empty __init__.py files change nothing
+    return sorted(f.relative_to(SRC.parent).as_posix() for f in files)
+
+
+if __name__ == "__main__":
+    from .paths import STAGES
+
+    for name in STAGES:
+        print(f"{name}:")
+        print("\n".join(f"  - {path}" for path in stage_code(name)))
