@@ -1,4 +1,4 @@
-"""Writing stage outputs so that a failed run leaves nothing half-written for DVC to cache."""
+"""Writing stage outputs whole or not at all: a failed run leaves the last good outputs in place."""
 
 from __future__ import annotations
 
@@ -39,14 +39,3 @@ def atomic_dir(final: Path):
         raise
     remove(final)
     tmp.rename(final)
-
-
-@contextmanager
-def removed_on_failure(paths: list[Path]):
-    """Remove a stage's outputs if it fails, as DVC would before a re-run."""
-    try:
-        yield
-    except BaseException:
-        for path in paths:
-            remove(path)
-        raise

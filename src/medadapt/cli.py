@@ -18,7 +18,7 @@ from pathlib import Path
 from .data.records import DataError
 from .models import ModelError
 from .params import ParamsError, load_params
-from .paths import SFT_DATASETS, stage_outputs
+from .paths import SFT_DATASETS
 
 STAGES = {
     "prepare": "medadapt.stages.prepare",
@@ -53,18 +53,15 @@ def run_command(args: argparse.Namespace) -> object:
 
     from transformers import set_seed
 
-    from .artifacts import removed_on_failure
-
     set_seed(params.seed)
     module = importlib.import_module(STAGES[args.command])
-    stage, kwargs = args.command, {}
+    kwargs = {}
     if args.command == "sft":
         if args.dataset not in SFT_DATASETS:
             raise ParamsError(f"medadapt sft: dataset {args.dataset!r} is not one of {', '.join(SFT_DATASETS)}")
-        stage, kwargs = f"sft_{args.dataset}", {"dataset": args.dataset}
-    try:
-        with removed_on_failure(stage_outputs(stage)):
-            return module.run(params, root=root, **kwargs)
+        kwargs = {"dataset": args.dataset}
+    try:  # a failed run leaves the last good outputs: every stage writes its files at the end
+        return module.run(params, root=root, **kwargs)
     finally:
         end_distributed()
 

@@ -41,6 +41,7 @@ class ModelParams(Section):
     quantization: Literal["none", "8bit", "4bit"] = "none"  # bitsandbytes loading of the base
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU that has it
     max_length: int = Field(1024, ge=32)  # tokens of prompt + answer; longer examples are cut
+    allow_pickle: bool = False  # load a base's pickled weights (pytorch_model.bin); safetensors only otherwise
 
     @field_validator("base")
     @classmethod

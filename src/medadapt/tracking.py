@@ -1,7 +1,7 @@
 """DVCLive and W&B set-up, shared by every trainer.
 
 DVCLive writes `dvclive/<stage>/metrics.json` and `dvclive/<stage>/plots/metrics/...tsv`, which
-`dvc.yaml` declares as the stage's metrics and plots. W&B runs when `tracking.wandb` is
+`dvc.yaml` declares as the stage's metrics and plots, from the trainer's log once it finished. W&B runs when `tracking.wandb` is
 `offline` (writes `./wandb/offline-run-*`, no network) or `online`; the API key, if any, comes
 from the environment and is never written anywhere by this project.
 """
@@ -12,8 +12,7 @@ import os
 from pathlib import Path
 
 from . import paths
-from .artifacts import remove
-from .runtime import is_main_process
+from .artifacts import atomic_dir
 
 
 def dvclive_dir(stage: str, root: Path = Path(".")) -> Path:
@@ -38,18 +37,29 @@ def configure_wandb(params) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def callbacks(stage: str, params, root: Path = Path(".")) -> list:
-    """A DVCLive callback writing into `dvclive/<stage>/` (cleared first: one run per stage)."""
-    if not params.tracking.dvclive or not is_main_process():  # one writer under several GPUs
-        return []
-    from dvclive import Live
-    from transformers.integrations import DVCLiveCallback
+# Figures that differ between identical runs stay out of the curves git tracks.
+NOISY = ("runtime", "_per_second", "preparation_time")
 
-    folder = dvclive_dir(stage, root)
-    remove(folder)
-    # dvcyaml=None: dvc.yaml declares these files itself; the stage must not rewrite it.
-    live = Live(dir=str(folder), dvcyaml=None, save_dvc_exp=False, report=None)
-    return [DVCLiveCallback(live=live)]
+
+def write_curves(stage: str, history: list[dict], root: Path = Path(".")) -> None:
+    """`dvclive/<stage>/`: every logged figure per trainer step, written with DVCLive from the
+    trainer's whole log history once training finished. Written at the end (not live), so that a
+    resumed run's curve is whole, a failed run leaves the last one in place, and re-runs of the
+    same run are byte-identical."""
+    from dvclive import Live
+    from dvclive.plots import Metric
+    from dvclive.utils import standardize_metric_name
+
+    with atomic_dir(dvclive_dir(stage, root)) as folder:
+        # dvcyaml=None: dvc.yaml declares these files itself; the stage must not rewrite it.
+        live = Live(dir=str(folder), dvcyaml=None, save_dvc_exp=False, report=None)
+        for row in history:
+            live.step = row.get("step", 0)
+            for key, value in row.items():
+                if key != "step" and Metric.could_log(value) and not any(n in key for n in NOISY):
+                    live.log_metric(standardize_metric_name(key, "dvclive.huggingface"), value)
+            live.make_summary()
+        live.end()
 
 
 def finish_wandb() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,7 +30,7 @@ import torch
 
 from . import paths, tracking
 from .artifacts import atomic_dir, remove, write_json
-from .models import torch_dtype, trainable_parameters
+from .models import adapter_lora, check_adapter, torch_dtype, trainable_parameters
 from .params import dump_params
 from .runtime import on_gpu, peak_memory_mb, timed
 
@@ -46,7 +47,7 @@ class Recipe:
     inputs: list[Path]  # files the resume fingerprint hashes besides the params
     start_adapter: Path | None = None  # the adapter training continues, if any
     before: Callable[[object], dict] = lambda trainer: {}  # metrics before the first step
-    after: Callable[[object, object], dict] = lambda trainer, result: {}  # metrics after training
+    after: Callable[[object], dict] = lambda trainer: {}  # metrics after training
     save_extra: Callable[[object, Path], None] | None = None  # writes more files into the adapter folder
     hyperparameters: dict = field(default_factory=dict)  # stage-specific, saved beside the adapter
 
@@ -137,10 +138,20 @@ def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, save_extra=
     with atomic_dir(out) as tmp:
         # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
         model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
+        sort_target_modules(tmp / "adapter_config.json")
         tokenizer.save_pretrained(str(tmp))
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
         if save_extra is not None:
             save_extra(model, tmp)
+
+
+def sort_target_modules(config: Path) -> None:
+    """PEFT writes `target_modules` from a set, in a different order each run: sort it, so that
+    identical weights give a byte-identical adapter folder (and DVC re-runs nothing downstream)."""
+    settings = json.loads(config.read_text())
+    if isinstance(settings.get("target_modules"), list):
+        settings["target_modules"] = sorted(settings["target_modules"])
+        config.write_text(json.dumps(settings, indent=2, sort_keys=True))
 
 
 def pair_dataset(pairs: list[dict]):
@@ -158,35 +169,72 @@ def summary_line(stage: str, metrics: dict) -> str:
 # ---- the run -------------------------------------------------------------------------------
 
 
-def sections(recipe: Recipe, params) -> dict:
-    """The params sections that define the run, hashed for resume and saved beside the adapter."""
-    return {"train": dump_params(recipe.train), "lora": dump_params(params.lora)}
+def lora_section(recipe: Recipe, params, root: Path) -> dict:
+    """The LoRA settings the run really trains with: a carried-in adapter keeps its own, whatever
+    `lora.*` says (the curriculum carries one adapter); a disagreement is said on stderr."""
+    wanted = dump_params(params.lora)
+    if recipe.start_adapter is None:
+        return wanted
+    actual = adapter_lora(check_adapter(root / recipe.start_adapter))
+    differ = {k: (wanted[k], actual[k]) for k in wanted if wanted[k] != actual[k]}
+    if differ and recipe.trainer.is_world_process_zero():
+        said = ", ".join(f"lora.{k}={w} (adapter has {a})" for k, (w, a) in differ.items())
+        print(f"[{recipe.stage}] note: continues {recipe.start_adapter}, whose LoRA settings apply; "
+              f"not applied: {said}", file=sys.stderr)
+    return actual
+
+
+def sections(recipe: Recipe, params, root: Path) -> dict:
+    """The settings that define the run, hashed for resume and saved beside the adapter."""
+    return {"train": dump_params(recipe.train), "lora": lora_section(recipe, params, root)}
 
 
 def setup(recipe: Recipe, params, root: Path) -> str | None:
-    """Fingerprint the run; the checkpoint to resume from, or None for a fresh start."""
-    stamp = fingerprint(recipe.stage, params, sections(recipe, params), recipe.inputs)
+    """Fingerprint the run (params, inputs and the base's files); the checkpoint to resume from,
+    or None for a fresh start."""
+    stamp = fingerprint(recipe.stage, params, sections(recipe, params, root), [root / paths.BASE_DIR, *recipe.inputs])
     return resume_checkpoint(root / paths.checkpoint_dir(recipe.stage), stamp, recipe.trainer.accelerator)
+
+
+def whole_run_loss(history: list[dict], steps: int) -> float:
+    """The mean train loss over every step, also after a resume (the trainer's own figure then
+    covers only the steps of the resumed call). Each logged `loss` is the mean since the last log."""
+    total, last = 0.0, 0
+    for row in history:
+        if "loss" in row and "step" in row and row["step"] > last:
+            total += row["loss"] * (row["step"] - last)
+            last = row["step"]
+    return total / max(steps, 1)
+
+
+def tokens_at(checkpoint: str | None) -> int:
+    """Input tokens already seen at a resumed checkpoint (0 for a fresh start)."""
+    if checkpoint is None:
+        return 0
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0))
 
 
 def train(recipe: Recipe, checkpoint: str | None) -> dict:
     """The stage's `before` metrics, the timed training, its `after` metrics and the shared ones."""
     trainer = recipe.trainer
     before = recipe.before(trainer)
+    tokens_before = tokens_at(checkpoint)
     with timed() as clock:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-    after = recipe.after(trainer, result)
+        trainer.train(resume_from_checkpoint=checkpoint)
+    after = recipe.after(trainer)
     trainable, total = trainable_parameters(trainer.model)
+    steps = trainer.state.global_step
     metrics = {**before, **after}
-    metrics.update(train_loss=round(result.training_loss, 4), trainable_params=trainable,
-                   trainable_percent=round(100 * trainable / total, 4), steps=trainer.state.global_step)
+    metrics.update(train_loss=round(whole_run_loss(trainer.state.log_history, steps), 4), trainable_params=trainable,
+                   trainable_percent=round(100 * trainable / total, 4), steps=steps)
     metrics["cost"] = {  # the only figures that vary between identical runs
         "train_seconds": clock["seconds"],
         "peak_memory_mb": peak_memory_mb(),
         "resumed_from_step": int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0,
     }
-    if "tokens_seen" in metrics:
-        metrics["cost"]["train_tokens_per_second"] = round(metrics["tokens_seen"] / max(clock["seconds"], 1e-9), 1)
+    if "tokens_seen" in metrics:  # tokens of this call only, over this call's seconds
+        tokens = metrics["tokens_seen"] - tokens_before
+        metrics["cost"]["train_tokens_per_second"] = round(tokens / max(clock["seconds"], 1e-9), 1)
     return metrics
 
 
@@ -195,10 +243,12 @@ def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
     trainer = recipe.trainer
     if trainer.is_world_process_zero():
         hyperparameters = {"stage": recipe.stage, "seed": params.seed, "model": dump_params(params.model),
-                           "start_adapter": str(recipe.start_adapter) if recipe.start_adapter else None,
-                           **sections(recipe, params), **recipe.hyperparameters}
+                           "start_adapter": recipe.start_adapter.as_posix() if recipe.start_adapter else None,
+                           **sections(recipe, params, root), **recipe.hyperparameters}
         save_adapter(trainer.model, trainer.processing_class, root / paths.adapter_dir(recipe.stage),
                      hyperparameters, recipe.save_extra)
+        if params.tracking.dvclive:
+            tracking.write_curves(recipe.stage, trainer.state.log_history, root)
         clear_checkpoints(root / paths.checkpoint_dir(recipe.stage))
         write_json(root / paths.metrics_file(recipe.stage), metrics)
         print(summary_line(recipe.stage, metrics))

@@ -56,10 +56,14 @@ class Record:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Sorted-key JSON lines, written to a temporary file first: a failure leaves the old file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def read_jsonl(path: Path) -> list[dict]:

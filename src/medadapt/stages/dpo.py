@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import paths, tracking
+from .. import paths
 from ..data.records import read_jsonl
 from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer, lora_config
 from ..training import Recipe, pair_dataset, trainer_args
@@ -57,7 +57,6 @@ def make_trainer(params, root: Path = Path(".")):
         eval_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "eval.jsonl")),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=tracking.callbacks("dpo", params, root),
     )
 
 
@@ -97,6 +96,6 @@ def run(params, root: Path = Path(".")) -> dict:
         inputs=[root / paths.PAIRS / "train.jsonl"] + ([root / start_adapter] if start_adapter else []),
         start_adapter=start_adapter,
         before=eval_loss_before,
-        after=lambda trainer, result: after_training(trainer, params),
+        after=lambda trainer: after_training(trainer, params),
     )
     return run_training(recipe, params, root)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths, tracking
+from .. import paths
 from ..artifacts import write_json
 from ..data.records import read_jsonl
 from ..models import base_path, load_base_model, load_tokenizer, lora_config
@@ -45,7 +45,6 @@ def make_trainer(params, root: Path = Path(".")):
         train_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "train.jsonl")),
         processing_class=tokenizer,
         peft_config=lora_config(params.lora, task_type="SEQ_CLS"),
-        callbacks=tracking.callbacks("rm", params, root),
     )
 
 
@@ -90,7 +89,7 @@ def run(params, root: Path = Path(".")) -> dict:
         trainer=make_trainer(params, root),
         train=params.rm,
         inputs=[root / paths.PAIRS / "train.jsonl"],
-        after=lambda trainer, result: after_training(trainer, params, root, calibration),
+        after=lambda trainer: after_training(trainer, params, root, calibration),
         save_extra=lambda model, folder: write_json(folder / paths.CALIBRATION, calibration),
     )
     return run_training(recipe, params, root)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .. import paths, tracking
+from .. import paths
 from ..data.records import read_records
 from ..models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config
 from ..params import ParamsError
@@ -77,7 +77,6 @@ def make_trainer(params, dataset: str, root: Path = Path(".")):
         eval_dataset=sft_dataset(read_records(root / paths.split_file(dataset, "eval"))),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=tracking.callbacks(stage, params, root),
     )
 
 
@@ -89,7 +88,7 @@ def eval_losses(trainer) -> dict:
     return {"eval_loss_base": round(base, 4), "eval_loss_start": round(start, 4)}
 
 
-def after_training(trainer, result, params) -> dict:
+def after_training(trainer, params) -> dict:
     """Eval loss after the stage, and what it trained on."""
     after = trainer.evaluate()
     tokens = int(trainer.state.num_input_tokens_seen)
@@ -123,6 +122,6 @@ def run(params, dataset: str, root: Path = Path(".")) -> dict:
         inputs=[root / paths.split_file(dataset, "train")] + ([root / previous] if previous else []),
         start_adapter=previous,
         before=eval_losses,
-        after=lambda trainer, result: after_training(trainer, result, params),
+        after=lambda trainer: after_training(trainer, params),
     )
     return run_training(recipe, params, root)
