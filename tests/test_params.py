@@ -36,7 +36,8 @@ def test_repo_params_validate_with_documented_defaults():
     assert params.data.source == "sample"
     assert params.data.datasets == list(DATASETS)
     assert params.data.medmcqa_cop_base == 0
-    assert params.data.files.medqa == "medqa/*.jsonl"
+    assert params.data.files.medqa.eval == "medqa/*test*.jsonl"
+    assert params.data.hub["medqa"].eval == "test" and params.data.hub["medmcqa"].eval == "validation"
     assert params.data.hub["medmcqa"].path == "openlifescienceai/medmcqa"
     assert params.data.hub["pubmedqa"].name == "pqa_labeled"
     assert params.data.preferences.sources == ["gold_vs_distractor", "hallucination", "safety"]
@@ -44,6 +45,15 @@ def test_repo_params_validate_with_documented_defaults():
     assert params.icl.selector == "knn" and params.icl.k == 3
     assert params.dpo.init == "sft" and params.dpo.loss_type == "sigmoid"
     assert params.tracking.wandb == "disabled"
+
+
+def test_data_defaults_equal_params_yaml(tree):
+    """params.py's defaults of the data keys equal what params.yaml sets."""
+    from medadapt.params import DataParams
+
+    data = tree["data"]
+    defaults = DataParams(train_size=data["train_size"], eval_size=data["eval_size"])
+    assert dump_params(defaults) == dump_params(load_params(REPO / "params.yaml").data)
 
 
 def test_dump_round_trips(tree):

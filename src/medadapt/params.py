@@ -57,8 +57,18 @@ BUILTIN_MODELS = ("builtin:smollm2-135m", "builtin:tiny-llama")
 class HubDataset(Section):
     path: str  # dataset id on the Hugging Face hub
     name: str | None = None  # configuration name
-    split: str  # split holding labelled items
+    train: str | None  # the official train split (null: none; train is drawn from the rest of eval)
+    eval: str  # the official evaluation split
+    eval_ids: str | None = None  # where one split holds both: its eval ids (as data.files.*.eval_ids)
     revision: str = "main"  # a commit sha pins the data
+
+
+HUB_DEFAULTS = {
+    "pubmedqa": HubDataset(path="qiaojin/PubMedQA", name="pqa_labeled", train="train", eval="train",
+                           eval_ids="builtin:pubmedqa-test"),
+    "medmcqa": HubDataset(path="openlifescienceai/medmcqa", train="train", eval="validation"),
+    "medqa": HubDataset(path="GBaker/MedQA-USMLE-4-options", train="train", eval="test"),
+}
 
 
 class PerDataset(Section):
@@ -71,11 +81,20 @@ class PerDataset(Section):
         return getattr(self, dataset)
 
 
+class SplitFiles(Section):
+    train: str | None  # glob of the official train split (null or no match: train from the rest of eval)
+    eval: str  # glob of the official evaluation split
+    # where one file holds both splits: the eval items' ids, a file under the source folder (JSON
+    # list, JSON object keyed by id, or one id a line) or builtin:pubmedqa-test (shipped PMIDs)
+    eval_ids: str | None = None
+
+
 class DataFiles(Section):
-    pubmedqa: str = "pubmedqa/ori_pqal.json"
-    medmcqa: str = "medmcqa/*.jsonl"
-    medqa: str = "medqa/*.jsonl"
-    radqa: str = "radqa/*.json"
+    pubmedqa: SplitFiles = SplitFiles(train="pubmedqa/ori_pqal.json", eval="pubmedqa/ori_pqal.json",
+                                      eval_ids="pubmedqa/test_ground_truth.json")
+    medmcqa: SplitFiles = SplitFiles(train="medmcqa/*train*.json*", eval="medmcqa/*dev*.json*")
+    medqa: SplitFiles = SplitFiles(train="medqa/*train*.jsonl", eval="medqa/*test*.jsonl")
+    radqa: SplitFiles = SplitFiles(train="radqa/*train*.json", eval="radqa/*test*.json")
 
 
 class PreferenceParams(Section):
@@ -98,15 +117,12 @@ class PreferenceParams(Section):
 class DataParams(Section):
     source: str = "sample"  # sample | hub | a folder of files in the original formats
     datasets: list[Dataset] = list(DATASETS)  # datasets to prepare and evaluate
-    files: DataFiles = DataFiles()  # glob per dataset, relative to the source folder
+    files: DataFiles = DataFiles()  # per dataset, globs per official split, relative to the source folder
     medmcqa_cop_base: Literal[0, 1] = 0  # 0: hub release (0 = opa); 1: original files (1 = opa)
     train_size: PerDataset = PerDataset()  # max train items per dataset
     eval_size: PerDataset = PerDataset()  # eval items per dataset (the same items for every method)
-    hub: dict[str, HubDataset] = {  # per dataset, used when source is hub
-        "pubmedqa": HubDataset(path="qiaojin/PubMedQA", name="pqa_labeled", split="train"),
-        "medmcqa": HubDataset(path="openlifescienceai/medmcqa", split="validation"),
-        "medqa": HubDataset(path="GBaker/MedQA-USMLE-4-options", split="test"),
-    }
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)  # TF-IDF cosine to an eval item that drops a train item
+    hub: dict[str, HubDataset] = HUB_DEFAULTS  # per dataset, used when source is hub
     preferences: PreferenceParams = PreferenceParams()
 
     @field_validator("datasets")

@@ -29,6 +29,7 @@ EVAL_ITEMS = REPORTS / "eval_items.json"
 PLOTS = REPORTS / "plots"
 CONFUSION_PNG = REPORTS / "pubmedqa_confusion.png"
 CALIBRATION = "calibration.json"  # inside the reward model's folder
+STAGE_LOCK = Path(".medadapt.lock")  # held by the stage running in this project folder (git-ignored)
 
 SFT_DATASETS = ("pubmedqa", "medmcqa", "medqa")  # the curriculum, in order
 SFT_STAGES = tuple(f"sft_{d}" for d in SFT_DATASETS)
