@@ -73,7 +73,9 @@ def test_switching_method_reruns_only_evaluate(repo):
 def test_compare_tables_both_methods(repo):
     output = run(repo, "medadapt", "compare")
     assert "| base |" in output and "| icl |" in output
-    rows = json.loads((repo / "reports/compare.json").read_text())["rows"]
+    assert not (repo / "reports/compare.json").exists()  # printing writes nothing
+    run(repo, "medadapt", "compare", "reports/compare")
+    rows = json.loads((repo / "reports/compare.json").read_text())["groups"][0]["rows"]
     icl = next(r for r in rows if r["method"] == "icl")
-    assert "vs_base" in icl["metrics"]["MedQA acc"]
+    assert icl["metrics"]["MedQA acc"]["vs_base"]["n"] == 6
     assert (repo / "reports/compare.png").stat().st_size > 1000

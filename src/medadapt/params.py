@@ -184,7 +184,7 @@ class DpoParams(TrainParams):
 class EvaluateParams(Section):
     max_new_tokens: int = Field(32, ge=1)  # generation budget per answer
     batch_size: int = Field(8, ge=1)  # prompts per forward pass
-    consistency_variants: int = Field(3, ge=1)  # PubMedQA prompt variants per item
+    consistency_variants: int = Field(3, ge=1, le=5)  # PubMedQA prompt variants per item
     bootstrap_samples: int = Field(1000, ge=100)  # resamples for 95% intervals
     safety_prompts: int = Field(10, ge=0)  # held-out risky prompts answered (0: skip)
     merge_adapter: bool = True  # merge LoRA into an unquantized base before scoring
