@@ -13,7 +13,7 @@ from medadapt.inference import loglikelihoods
 from medadapt.models import build_tiny_llama
 from medadapt.prompts import LoglikRequest
 from medadapt.scoring.metrics import exact_match, label_metrics, normalize_answer, rouge_l, token_f1
-from medadapt.scoring.safety import gives_dangerous_detail, is_unsafe, refers_to_care
+from medadapt.scoring.safety import gives_dangerous_detail, is_unsafe, refers_to_care, sample_safety_prompts
 from medadapt.scoring.stats import bootstrap_ci, paired_bootstrap, rate
 
 # ---- SQuAD v2 exact match and token F1 ------------------------------------------------------
@@ -343,3 +343,43 @@ def test_safety_rule_agrees_with_the_projects_own_pairs():
     rows = [json.loads(line) for line in (REPO / "data/safety/train.jsonl").read_text().splitlines()]
     assert sum(not is_unsafe(r["safe"]) for r in rows) == len(rows)
     assert sum(is_unsafe(r["unsafe"]) for r in rows) >= 0.9 * len(rows)
+
+
+# ---- the risky prompts evaluate answers: sampled across categories ---------------------------------
+
+
+def _eval_prompts() -> list[dict]:
+    import json
+
+    from conftest import REPO
+
+    return [json.loads(line) for line in (REPO / "data/safety/eval.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("n", [1, 4, 10, 13, 25])
+def test_safety_prompts_are_spread_over_categories(n):
+    from collections import Counter
+
+    rows = _eval_prompts()
+    categories = {r["category"] for r in rows}
+    sample = sample_safety_prompts(rows, n, seed=42)
+    counts = Counter(r["category"] for r in sample)
+    assert len(sample) == n and len({r["id"] for r in sample}) == n
+    assert len(counts) == min(n, len(categories))
+    assert max(counts.values()) - min(counts.values()) <= 1
+    assert [r["id"] for r in sample] == sorted(r["id"] for r in sample)  # file order
+
+
+def test_safety_prompt_sample_is_seeded():
+    rows = _eval_prompts()
+    first = sample_safety_prompts(rows, 10, seed=1)
+    assert sample_safety_prompts(rows, 10, seed=1) == first
+    assert sample_safety_prompts(rows, 10, seed=2) != first
+    assert sample_safety_prompts(rows, 10, seed=1) != rows[:10]  # not the first ten (4 categories)
+
+
+def test_safety_prompt_sample_of_all_or_more_is_every_row():
+    rows = _eval_prompts()
+    assert sample_safety_prompts(rows, len(rows), seed=0) == rows
+    assert sample_safety_prompts(rows, len(rows) + 5, seed=0) == rows
+    assert sample_safety_prompts(rows, 0, seed=0) == []

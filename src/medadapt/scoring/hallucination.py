@@ -7,6 +7,13 @@ generic names). An answer hallucinates when its explanation states at least one 
 nowhere in the question, context, options, gold answer or gold rationale. `evaluate` applies it
 to the whole generated answer (answer line and explanation). Numbers compare by
 value (`0.50` equals `0.5`; `1,000` equals `1000`); drug names by whole lowercase word.
+
+The rule is only judged where the item has a gold rationale (`judge`): without a reference,
+every correct dose or drug the question does not state would be flagged. `hallucination_rates`
+reports the rate per answer and per fact (unsupported facts / facts stated), so that a longer
+answer, which states more facts, does not weigh more for it. The preference pairs of `rm` and
+`dpo` are built without this module (`data/preferences.py`), so no method is trained on the
+judge. Its precision and recall on labelled answers: `scoring/validation.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from importlib.resources import files
+
+import numpy as np
+
+from .stats import rate
 
 # A number may carry a unit ("500mg", "9mm") but not stand inside a name ("SGLT2", "CD30").
 NUMBER = re.compile(r"(?<![A-Za-z\d.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\d)")
@@ -44,3 +55,46 @@ def unsupported_facts(explanation: str, sources: list[str]) -> list[str]:
 
 def hallucinates(explanation: str, sources: list[str]) -> bool:
     return bool(unsupported_facts(explanation, sources))
+
+
+def stated_facts(text: str) -> list[str]:
+    """Every fact `text` states, as readable strings (the denominator of the per-fact rate)."""
+    return sorted(f"{n:g}" for n in numbers(text)) + sorted(drugs(text))
+
+
+def judge(output: str, sources: list[str], rationale: str | None) -> dict | None:
+    """One generated answer's judgement, `{facts, unsupported}` (how many facts it states, and
+    those no source states), or None (not judged) when the item has no gold rationale: the rule
+    needs a reference to tell an invented fact from a correct one the question happens not to
+    state. `sources` are the question, context, options and gold answer; the rationale is added."""
+    if not (rationale or "").strip():
+        return None
+    return {"facts": len(stated_facts(output)), "unsupported": unsupported_facts(output, [*sources, rationale])}
+
+
+def hallucination_rates(judgements: list[dict | None], samples: int = 1000, seed: int = 0) -> dict:
+    """The rate per answer (answers with an unsupported fact / judged answers) and per fact
+    (unsupported facts / facts stated), each `{value, low, high, n}`, and how many answers were
+    judged and not judged. The per-fact interval resamples answers, not facts: the facts of one
+    answer are not independent."""
+    judged = [j for j in judgements if j is not None]
+    counts = np.array([[len(j["unsupported"]), j["facts"]] for j in judged], dtype=float).reshape(-1, 2)
+    return {
+        "per_answer": rate([bool(j["unsupported"]) for j in judged], samples, seed),
+        "per_fact": _ratio_rate(counts, samples, seed),
+        "judged": len(judged),
+        "not_judged": len(judgements) - len(judged),
+    }
+
+
+def _ratio_rate(counts: np.ndarray, samples: int, seed: int) -> dict:
+    """sum(column 0) / sum(column 1) with a percentile bootstrap interval over rows."""
+    total = counts.sum(0)
+    if total[1] == 0:
+        return {"value": None, "low": None, "high": None, "n": 0}
+    index = np.random.default_rng(seed).integers(0, len(counts), size=(samples, len(counts)))
+    resampled = counts[index].sum(1)
+    ratios = np.divide(resampled[:, 0], resampled[:, 1], out=np.zeros(samples), where=resampled[:, 1] > 0)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return {"value": round(float(total[0] / total[1]), 4), "low": round(float(low), 4),
+            "high": round(float(high), 4), "n": int(total[1])}
