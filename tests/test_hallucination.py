@@ -101,6 +101,28 @@ def test_drug_names_inside_hyphenated_words():
     assert hallucinates("This is heparin-induced thrombocytopenia.", ["Platelets fell after surgery."])
 
 
+def test_synonyms_of_a_source_drug_are_no_new_fact():
+    assert not hallucinates("Give acetaminophen.", ["Paracetamol overdose"])
+    assert not hallucinates("Give intramuscular adrenaline.", ["Epinephrine is first line."])
+    assert not hallucinates("Salbutamol helps.", ["albuterol"])
+    assert drugs("adrenaline and paracetamol") == {"epinephrine", "acetaminophen"}
+    assert hallucinates("Give adrenaline and heparin.", ["Epinephrine is first line."])
+
+
+@pytest.mark.parametrize("stated, source, supported", [
+    ("23 mm", "22.8 mm", True),        # rounded to whole units
+    ("about 45%", "44.9%", True),
+    ("17.4%", "17.38%", True),
+    ("13%", "12.5%", True),            # half rounds either way
+    ("24 mm", "22.8 mm", False),
+    ("0.7", "0.77", False),            # a cut-off number is not a rounding
+    ("0.55", "0.5", False),            # more decimals than the source: compared exactly
+    ("59 years", "58 years", False),
+])
+def test_a_rounded_source_number_is_supported(stated, source, supported):
+    assert hallucinates(stated, [source]) is not supported
+
+
 # ---- judged only where a reference exists; rates per answer and per fact ---------------------------
 
 QUESTION = ["A 40-year-old woman has atrial fibrillation. Which drug prevents stroke?", "A. Warfarin", "B. Digoxin", "A"]

@@ -2,11 +2,13 @@
 
 A *fact* is a number (a count, dose, size, percentage or lab value: `9`, `2.5`, `40%`,
 `500 mg`, `500mg` all count by their numeric value; digits inside a name such as `SGLT2`
-do not) or a drug name from `drug_names.txt` (about 370
-generic names). An answer hallucinates when its explanation states at least one fact found
+do not) or a drug name from `drug_names.txt` (about 370 generic names; a British or
+international name such as paracetamol or adrenaline counts as its US generic name,
+acetaminophen or epinephrine). An answer hallucinates when it states at least one fact found
 nowhere in the question, context, options, gold answer or gold rationale. `evaluate` applies it
-to the whole generated answer (answer line and explanation). Numbers compare by
-value (`0.50` equals `0.5`; `1,000` equals `1000`); drug names by whole lowercase word.
+to the whole generated answer (answer line and explanation). Numbers compare by value (`0.50`
+equals `0.5`; `1,000` equals `1000`), and a number stated with fewer decimals is supported by a
+source number it rounds (`23` by `22.8`, `17.4` by `17.38`); drug names by whole lowercase word.
 
 The rule is only judged where the item has a gold rationale (`judge`): without a reference,
 every correct dose or drug the question does not state would be flagged. `hallucination_rates`
@@ -31,6 +33,21 @@ NUMBER = re.compile(r"(?<![A-Za-z\d.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\d)")
 _WORD = re.compile(r"[a-z]+")  # "heparin-induced" names heparin
 
 
+# British / international names -> the US generic name the lexicon also holds, so that a
+# synonym of a source's drug is no new fact.
+SYNONYMS = {
+    "adrenaline": "epinephrine", "noradrenaline": "norepinephrine", "paracetamol": "acetaminophen",
+    "salbutamol": "albuterol", "frusemide": "furosemide", "lignocaine": "lidocaine", "glibenclamide": "glyburide",
+    "pethidine": "meperidine", "rifampicin": "rifampin", "ciclosporin": "cyclosporine",
+    "cyclosporin": "cyclosporine", "aciclovir": "acyclovir", "valaciclovir": "valacyclovir",
+    "cefalexin": "cephalexin", "thyroxine": "levothyroxine", "phenobarbitone": "phenobarbital",
+    "amoxycillin": "amoxicillin", "sulphasalazine": "sulfasalazine", "oestradiol": "estradiol",
+    "mesalazine": "mesalamine", "valproic": "valproate", "acetylsalicylic": "aspirin",
+    "suxamethonium": "succinylcholine", "beclometasone": "beclomethasone", "eformoterol": "formoterol",
+    "sulphamethoxazole": "sulfamethoxazole", "chlorphenamine": "chlorpheniramine", "gtn": "nitroglycerin",
+}
+
+
 @lru_cache(maxsize=1)
 def drug_names() -> frozenset[str]:
     text = files("medadapt.scoring").joinpath("drug_names.txt").read_text()
@@ -41,14 +58,31 @@ def numbers(text: str) -> set[float]:
     return {float(match.replace(",", "")) for match in NUMBER.findall(text or "")}
 
 
+def _decimals(text: str) -> dict[float, int]:
+    """Each number of `text` with the fewest decimals it is written with."""
+    found = {}
+    for match in NUMBER.findall(text or ""):
+        value, decimals = float(match.replace(",", "")), len(match.partition(".")[2])
+        found[value] = min(decimals, found.get(value, decimals))
+    return found
+
+
+def _rounds_to(value: float, decimals: int, sources: set[float]) -> bool:
+    """Whether a source number rounded to `decimals` places gives `value` ("23" for 22.8)."""
+    tolerance = 0.5 * 10**-decimals + 1e-9
+    return any(abs(value - source) <= tolerance for source in sources)
+
+
 def drugs(text: str) -> set[str]:
-    return set(_WORD.findall((text or "").lower())) & drug_names()
+    words = _WORD.findall((text or "").lower())
+    return {SYNONYMS.get(word, word) for word in words} & drug_names()
 
 
 def unsupported_facts(explanation: str, sources: list[str]) -> list[str]:
     """Facts in `explanation` that no source states, as readable strings."""
     source = "\n".join(s for s in sources if s)
-    missing_numbers = numbers(explanation) - numbers(source)
+    source_numbers = numbers(source)
+    missing_numbers = [n for n, d in _decimals(explanation).items() if not _rounds_to(n, d, source_numbers)]
     missing_drugs = drugs(explanation) - drugs(source)
     return sorted(f"{n:g}" for n in missing_numbers) + sorted(missing_drugs)
 
