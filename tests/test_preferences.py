@@ -160,7 +160,7 @@ def test_hallucination_pairs_are_not_built_to_the_judges_rule(train, by_id):
 
 def test_preferences_does_not_import_the_evaluation_judges():
     code = "import sys, medadapt.data.preferences; print([m for m in sys.modules if m.startswith('medadapt.scoring')])"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # the medadapt this test imports
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "[]"
 
