@@ -1,6 +1,8 @@
 """How far the written judges can be trusted: their precision and recall on labelled answers.
 
-    medadapt judges          # prints the table, writes reports/judges.json
+    python -m medadapt.scoring.validation      # prints the table, writes reports/judges.json
+
+`main(params, root, arg)` is the same, in the form of `medadapt`'s helper commands.
 
 `data/judges/hallucination.jsonl` holds model-style answers to medical questions (question,
 context, options, gold answer and rationale, the answer, and a person's label `hallucinated`:
@@ -142,3 +144,7 @@ def main(params, root: Path = Path("."), arg: str | None = None) -> dict:
     print(table(report))
     print(f"\nValue [Wilson 95% interval] (k/n). Written to {JUDGES_REPORT}.")
     return report
+
+
+if __name__ == "__main__":
+    main(None)
