@@ -13,6 +13,12 @@ from pathlib import Path
 SAMPLE = Path("data/sample")  # illustrative data in the original formats
 SAFETY_TRAIN = Path("data/safety/train.jsonl")  # risky prompts with a safe and an unsafe answer
 SAFETY_EVAL = Path("data/safety/eval.jsonl")  # held-out risky prompts, never trained on
+# held-out risky prompts with a safe and an unsafe answer: the RM's unsafe threshold is set on
+# them, never trained on
+SAFETY_CALIBRATION = Path("data/safety/calibration.jsonl")
+JUDGES = Path("data/judges")  # labelled answers that measure the judges, never trained on
+JUDGES_HALLUCINATION = JUDGES / "hallucination.jsonl"
+JUDGES_SAFETY = JUDGES / "safety.jsonl"
 
 # ---- stage outputs ---------------------------------------------------------------------------
 PREPARED = Path("data/prepared")  # <dataset>/{train,eval}.jsonl, preferences/{train,eval}.jsonl
@@ -28,6 +34,7 @@ EVAL_SAMPLES = REPORTS / "eval_samples.jsonl"
 EVAL_ITEMS = REPORTS / "eval_items.json"
 PLOTS = REPORTS / "plots"
 CONFUSION_PNG = REPORTS / "pubmedqa_confusion.png"
+JUDGES_REPORT = REPORTS / "judges.json"  # the judges' precision and recall (`scoring/validation.py`)
 CALIBRATION = "calibration.json"  # inside the reward model's folder
 STAGE_LOCK = Path(".medadapt.lock")  # held by the stage running in this project folder (git-ignored)
 
