@@ -15,6 +15,8 @@ SAFETY_TRAIN = Path("data/safety/train.jsonl")  # risky prompts with a safe and 
 SAFETY_EVAL = Path("data/safety/eval.jsonl")  # held-out risky prompts, never trained on
 
 # ---- stage outputs ---------------------------------------------------------------------------
+# Written by `check` when params.yaml validates; its bytes never change (see cli.check).
+PARAMS_CHECKED = Path(".params-checked")
 PREPARED = Path("data/prepared")  # <dataset>/{train,eval}.jsonl, preferences/{train,eval}.jsonl
 PAIRS = PREPARED / "preferences"
 BASE_DIR = Path("models/base")
@@ -88,6 +90,8 @@ def method_adapter(method: str) -> Path | None:
 
 # ---- what each stage writes (removed by DVC before it runs; must match dvc.yaml's outs) -------
 def stage_outputs(stage: str) -> list[Path]:
+    if stage == "check":
+        return [PARAMS_CHECKED]
     if stage == "prepare":
         return [PREPARED, BASE_DIR, metrics_file("prepare")]
     if stage == "icl":
@@ -99,4 +103,4 @@ def stage_outputs(stage: str) -> list[Path]:
     raise KeyError(f"no stage named {stage!r}")
 
 
-STAGES = ("prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")
+STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")
