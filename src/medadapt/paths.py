@@ -21,6 +21,8 @@ JUDGES_HALLUCINATION = JUDGES / "hallucination.jsonl"
 JUDGES_SAFETY = JUDGES / "safety.jsonl"
 
 # ---- stage outputs ---------------------------------------------------------------------------
+# Written by `check` when params.yaml validates; its bytes never change (see cli.check).
+PARAMS_CHECKED = Path(".params-checked")
 PREPARED = Path("data/prepared")  # <dataset>/{train,eval}.jsonl, preferences/{train,eval}.jsonl
 PAIRS = PREPARED / "preferences"
 BASE_DIR = Path("models/base")
@@ -97,6 +99,8 @@ def method_adapter(method: str) -> Path | None:
 # ---- what each stage writes (must match dvc.yaml's outs, metrics and plots files) --------------
 def stage_outputs(stage: str) -> list[Path]:
     """The outputs DVC removes before the stage runs (persistent ones are apart, below)."""
+    if stage == "check":
+        return []
     if stage == "prepare":
         return [PREPARED, BASE_DIR, metrics_file("prepare")]
     if stage == "icl":
@@ -109,8 +113,11 @@ def stage_outputs(stage: str) -> list[Path]:
 
 
 def persistent_outputs(stage: str) -> list[Path]:
-    """Outputs kept across runs: a training stage's checkpoints, for resume."""
+    """Outputs DVC keeps across runs: a training stage's checkpoints (for resume), and the
+    constant file `check` writes (kept, so that a failed check never deletes it)."""
+    if stage == "check":
+        return [PARAMS_CHECKED]
     return [checkpoint_dir(stage)] if stage in TRAINING_STAGES else []
 
 
-STAGES = ("prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")
+STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")
