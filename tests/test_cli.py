@@ -85,14 +85,15 @@ def test_check_does_not_load_torch(project):
     assert done.stdout.splitlines()[-1] == "False"
 
 
-def test_a_failed_stage_removes_its_outputs_but_keeps_checkpoints(project, capsys):
-    for path in (paths.adapter_dir("sft_pubmedqa"), paths.checkpoint_dir("sft_pubmedqa")):
+def test_a_failed_stage_leaves_the_last_outputs_and_checkpoints(project, capsys):
+    """An ad-hoc run that fails must not delete the committed results of the last good run."""
+    for path in (paths.adapter_dir("sft_pubmedqa"), paths.checkpoint_dir("sft_pubmedqa"), paths.METRICS):
         (project / path).mkdir(parents=True)
-        (project / path / "stale.txt").write_text("from an earlier run")
+        (project / path / "last.txt").write_text("from the last good run")
     assert cli.main(["sft", "pubmedqa"]) == 2  # not prepared
     assert "prepare" in capsys.readouterr().err
-    assert not (project / paths.adapter_dir("sft_pubmedqa")).exists()
-    assert (project / paths.checkpoint_dir("sft_pubmedqa") / "stale.txt").exists()  # for resume
+    for path in (paths.adapter_dir("sft_pubmedqa"), paths.checkpoint_dir("sft_pubmedqa"), paths.METRICS):
+        assert (project / path / "last.txt").exists(), path
 
 
 @pytest.fixture

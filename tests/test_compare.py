@@ -182,7 +182,7 @@ def test_chart_marks_direction_model_n_and_a_zero_value():
     for method, hallucinated in (("base", [0] * 6), ("icl", [1, 0, 0, 0, 0, 0])):
         runs[method] = {"method": method, "source": method, "items": {},
                         "metrics": {"method": method, "medqa": {"accuracy": rate([1, 0] * 3)},
-                                    "hallucination_rate": rate(hallucinated)}}
+                                    "hallucination": {"per_answer": rate(hallucinated)}}}
     plot = compare.figure(compare.table(runs), comparison)
     higher, lower = plot.axes
     assert "higher is better" in higher.get_title() and "↑" in higher.get_title()

@@ -120,6 +120,7 @@ def test_adapter_loads_on_base(chain, dataset):
 def test_eval_loss_below_base(chain, dataset):
     root = chain["root"]
     metrics = json.loads((root / f"metrics/sft_{dataset}.json").read_text())
+    metrics["cost"] = json.loads((root / f"reports/cost/sft_{dataset}.json").read_text())
     assert metrics == json.loads(json.dumps(chain["results"][dataset]))
     assert metrics["eval_loss"] < metrics["eval_loss_base"], metrics
     assert metrics["steps"] == STEPS
@@ -250,8 +251,8 @@ def test_resume_after_crash(chain, fresh, monkeypatch):
     metrics = sft.run(params, "pubmedqa")
     assert metrics["cost"]["resumed_from_step"] == 2
     assert metrics["steps"] == STEPS
-    saved = json.loads((fresh / "metrics/sft_pubmedqa.json").read_text())
-    assert saved["cost"]["resumed_from_step"] == 2
+    saved = json.loads((fresh / "reports/cost/sft_pubmedqa.json").read_text())
+    assert saved["resumed_from_step"] == 2
     # ...and reports what the uninterrupted run (the chain's first stage, same params) reported,
     # with the whole curve: one loss row per step.
     whole = chain["results"]["pubmedqa"]

@@ -97,7 +97,12 @@ COMMANDS = {name: Command(*spec) for name, spec in {
     "inspect": ("print formatted prompts and token-length statistics", helper("medadapt.inspection", "dataset"),
                 ("dataset", {"nargs": "?", "choices": DATASETS,
                              "help": "one of %(choices)s (default: every prepared dataset)"})),
-    "compare": ("table every evaluated method, with intervals and paired tests", helper("medadapt.compare"), None),
+    "compare": ("table every evaluated method, with intervals and paired tests", helper("medadapt.compare", "out"),
+                ("out", {"nargs": "?", "default": None, "metavar": "PREFIX",
+                         "help": "also write PREFIX.md, PREFIX.json and PREFIX.png, e.g. reports/compare "
+                                 "(default: print only)"})),
+    "judges": ("measure the hallucination and safety rules on their labelled answers", helper(
+        "medadapt.scoring.validation"), None),
     "bench": ("measure speed, each fast path beside its baseline", helper("medadapt.bench", "target"),
               ("target", {"nargs": "?", "default": "eval", "choices": BENCH_TARGETS,
                           "help": "eval: scoring and generation; train: LoRA steps in fp32/8-bit/4-bit; "

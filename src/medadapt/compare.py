@@ -27,8 +27,8 @@ import subprocess
 from pathlib import Path
 
 from .artifacts import write_json
-from .paths import EVAL_ITEMS, EVAL_METRICS, METHODS
-from .reports import HEADLINE, metric_at
+from .paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS, METHODS
+from .reports import HEADLINE, merge, metric_at
 from .scoring.stats import holm, paired_test
 
 SIGNIFICANCE = 0.05  # family-wise, per table, after Holm's correction
@@ -125,6 +125,7 @@ def collect(root: Path = Path(".")) -> list[dict]:
     for rev, name in _revisions(root):
         metrics, items = _read_at(rev, EVAL_METRICS, root), _read_at(rev, EVAL_ITEMS, root)
         if metrics and items and metrics.get("method"):
+            metrics = merge(metrics, _read_at(rev, EVAL_DETAILS, root) or {})
             results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"],
                             "source": name, "key": metrics.get("comparison")})
     return results

@@ -136,16 +136,17 @@ def prepared_base(root: Path = Path(".")) -> str | None:
 
 def base_path(base: str, root: Path = Path(".")) -> str:
     """Where `from_pretrained` finds the base: `models/base/` for built-ins, else `model.base`.
-    Raises ModelError when `models/base/` was prepared for another base than `model.base`."""
+    Raises ModelError when `models/base/` was prepared for another base than `model.base` (a
+    hub id or folder used outside a prepared project, as `bench` does, is loaded as it is)."""
     prepared = prepared_base(root)
-    if prepared != base:
+    if prepared != base and (prepared is not None or base.startswith("builtin:")):
         holds = f"holds {prepared!r}" if prepared else "holds no prepared base"
         raise ModelError(f"{root / BASE_DIR} {holds} but model.base is {base!r}: run `dvc repro prepare` "
                          "(or `medadapt prepare` with the same params)")
     if base.startswith("builtin:"):
         return str(root / BASE_DIR)
     if looks_like_path(base) and not Path(base).is_dir():
-        raise ModelError(f"model.base={base!r}: no such folder (a hub id looks like `org/name`)")
+        raise ModelError(f"cannot load model.base={base!r}: no such folder (a hub id looks like `org/name`)")
     return base
 
 

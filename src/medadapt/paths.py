@@ -34,6 +34,8 @@ DVCLIVE = Path("dvclive")
 REPORTS = Path("reports")
 EVAL_SAMPLES = REPORTS / "eval_samples.jsonl"
 EVAL_ITEMS = REPORTS / "eval_items.json"
+EVAL_DETAILS = REPORTS / "eval_details.json"  # every figure of evaluate beyond the headline metrics
+COSTS = REPORTS / "cost"  # <stage>.json: seconds, tokens/s, memory: figures that vary between identical runs
 PLOTS = REPORTS / "plots"
 CONFUSION_PNG = REPORTS / "pubmedqa_confusion.png"
 JUDGES_REPORT = REPORTS / "judges.json"  # the judges' precision and recall (`scoring/validation.py`)
@@ -57,6 +59,10 @@ def adapter_dir(stage: str) -> Path:
 
 def metrics_file(stage: str) -> Path:
     return METRICS / f"{stage}.json"
+
+
+def cost_file(stage: str) -> Path:
+    return COSTS / f"{stage}.json"
 
 
 def checkpoint_dir(stage: str) -> Path:
@@ -106,9 +112,9 @@ def stage_outputs(stage: str) -> list[Path]:
     if stage == "icl":
         return [ICL_DEMOS, metrics_file("icl")]
     if stage in TRAINING_STAGES:
-        return [adapter_dir(stage), dvclive_dir(stage), metrics_file(stage)]
+        return [adapter_dir(stage), dvclive_dir(stage), metrics_file(stage), cost_file(stage)]
     if stage == "evaluate":
-        return [EVAL_SAMPLES, EVAL_ITEMS, PLOTS, CONFUSION_PNG, EVAL_METRICS]
+        return [EVAL_SAMPLES, EVAL_ITEMS, EVAL_DETAILS, PLOTS, CONFUSION_PNG, EVAL_METRICS, cost_file("evaluate")]
     raise KeyError(f"no stage named {stage!r}")
 
 

@@ -250,7 +250,8 @@ def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
         if params.tracking.dvclive:
             tracking.write_curves(recipe.stage, trainer.state.log_history, root)
         clear_checkpoints(root / paths.checkpoint_dir(recipe.stage))
-        write_json(root / paths.metrics_file(recipe.stage), metrics)
+        write_json(root / paths.cost_file(recipe.stage), metrics["cost"])
+        write_json(root / paths.metrics_file(recipe.stage), {k: v for k, v in metrics.items() if k != "cost"})
         print(summary_line(recipe.stage, metrics))
     tracking.finish_wandb()
 
