@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .data.records import DataError
+from .launch import relaunch
 from .models import ModelError
 from .params import SFT_DATASETS, ParamsError, load_params
 
@@ -80,6 +81,8 @@ def end_distributed() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if (launched := relaunch(load_params(args.params, args.overrides), args.command, argv)) is not None:
+            return launched
         run_command(args)
     except (ParamsError, DataError, ModelError) as error:
         print(f"medadapt {args.command}: error: {error}", file=sys.stderr)

@@ -15,7 +15,8 @@ import torch
 
 from . import tracking
 from .artifacts import atomic_dir, remove
-from .models import on_gpu, torch_dtype
+from .launch import mixed_precision
+from .models import on_gpu
 from .params import dump_params
 
 CHECKPOINTS = Path("checkpoints")
@@ -24,7 +25,6 @@ FINGERPRINT = "fingerprint.json"
 
 def trainer_args(stage: str, train, params, root: Path = Path(".")) -> dict:
     """Keyword arguments common to SFTConfig, RewardConfig and DPOConfig."""
-    dtype = torch_dtype(params.model.dtype)
     return {
         "output_dir": str(root / CHECKPOINTS / stage),
         "num_train_epochs": train.epochs,
@@ -41,8 +41,8 @@ def trainer_args(stage: str, train, params, root: Path = Path(".")) -> dict:
         "logging_steps": 1,
         "seed": params.seed,
         "data_seed": params.seed,
-        "bf16": on_gpu() and dtype == torch.bfloat16,
-        "fp16": on_gpu() and dtype == torch.float16,
+        "bf16": mixed_precision(params) == "bf16",
+        "fp16": mixed_precision(params) == "fp16",
         "use_cpu": not on_gpu(),
         "dataloader_pin_memory": on_gpu(),
         "report_to": tracking.report_to(params),
@@ -65,7 +65,7 @@ def fingerprint(stage: str, params, sections: dict, inputs: list[Path]) -> str:
     """What a checkpoint was trained from: resuming with anything else would mix two runs."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"stage": stage, "seed": params.seed, "model": dump_params(params.model),
-                              **sections}, sort_keys=True).encode())
+                              "compute": dump_params(params.compute), **sections}, sort_keys=True).encode())
     for path in inputs:
         files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
         for file in files:
@@ -122,11 +122,12 @@ def perplexity(loss: float) -> float:
     return round(math.exp(min(loss, 50.0)), 4)
 
 
-def save_adapter(model, tokenizer, out: Path, hyperparameters: dict) -> None:
-    """Adapter safetensors, tokenizer and the resolved hyperparameters, written atomically."""
+def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, state_dict: dict | None = None) -> None:
+    """Adapter safetensors, tokenizer and the resolved hyperparameters, written atomically;
+    `state_dict`: the weights gathered under FSDP (`distributed.adapter_state_dict`)."""
     with atomic_dir(out) as tmp:
         # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
-        model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
+        model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"], state_dict=state_dict)
         tokenizer.save_pretrained(str(tmp))
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
 

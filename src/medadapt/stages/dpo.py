@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import tracking
+from .. import distributed, tracking
 from ..artifacts import write_json
 from ..data.records import read_jsonl
 from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer, lora_config, trainable_parameters
@@ -85,6 +85,7 @@ def trend(history: list[dict], key: str) -> dict:
 
 def run(params, root: Path = Path(".")) -> dict:
     trainer = make_trainer(params, root)
+    distributed.prepare(trainer)  # several processes: wrap before the first evaluate
     sections = {"train": dump_params(params.dpo), "lora": dump_params(params.lora)}
     inputs = [root / PAIRS / "train.jsonl"] + ([root / SFT_ADAPTER] if params.dpo.init == "sft" else [])
     stamp = fingerprint("dpo", params, sections, inputs)

@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from .. import tracking
+from .. import distributed, tracking
 from ..artifacts import write_json
 from ..data.preferences import SAFETY_TRAIN
 from ..data.records import read_jsonl
@@ -85,6 +85,7 @@ def pairwise_metrics(model, tokenizer, pairs: list[dict], params) -> dict:
 
 def run(params, root: Path = Path(".")) -> dict:
     trainer = make_trainer(params, root)
+    distributed.prepare(trainer)  # several processes: wrap before the first evaluate
     sections = {"train": dump_params(params.rm), "lora": dump_params(params.lora)}
     stamp = fingerprint("rm", params, sections, [root / PAIRS / "train.jsonl"])
     checkpoint = resume_checkpoint(root / CHECKPOINTS / "rm", stamp, trainer.accelerator)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .. import tracking
+from .. import distributed, tracking
 from ..artifacts import write_json
 from ..data.records import read_records
 from ..models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config, trainable_parameters
@@ -127,6 +127,7 @@ def check_examples(trainer, params, dataset: str) -> None:
 def run(params, dataset: str, root: Path = Path(".")) -> dict:
     stage = stage_name(dataset)
     trainer = make_trainer(params, dataset, root)
+    distributed.prepare(trainer)  # several processes: wrap before the first evaluate
     check_examples(trainer, params, dataset)
     previous = previous_adapter(dataset, root)
     inputs = [root / PREPARED / dataset / "train.jsonl"] + ([previous] if previous else [])
