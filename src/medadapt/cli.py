@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.overrides)
         set_environment_defaults(params)
+        if args.command in ("sft", "rm", "dpo"):
+            from .launch import relaunch  # `compute.num_processes` > 1: the same command under accelerate
+
+            if (launched := relaunch(params, args.command, argv)) is not None:
+                return launched
         quiet_libraries()
         COMMANDS[args.command].handler(params, Path("."), args)
     except Exception as error:

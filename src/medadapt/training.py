@@ -28,9 +28,10 @@ from typing import Callable
 
 import torch
 
-from . import paths, tracking
+from . import distributed, paths, tracking
 from .artifacts import atomic_dir, remove, write_json
-from .models import adapter_lora, check_adapter, torch_dtype, trainable_parameters
+from .launch import mixed_precision
+from .models import adapter_lora, check_adapter, trainable_parameters
 from .params import dump_params
 from .runtime import on_gpu, peak_memory_mb, timed
 
@@ -54,7 +55,6 @@ class Recipe:
 
 def trainer_args(stage: str, train, params, root: Path = Path(".")) -> dict:
     """Keyword arguments common to SFTConfig, RewardConfig and DPOConfig."""
-    dtype = torch_dtype(params.model.dtype)
     tracking.configure_wandb(params)
     return {
         "output_dir": str(root / paths.checkpoint_dir(stage)),
@@ -72,8 +72,8 @@ def trainer_args(stage: str, train, params, root: Path = Path(".")) -> dict:
         "logging_steps": 1,
         "seed": params.seed,
         "data_seed": params.seed,
-        "bf16": on_gpu() and dtype == torch.bfloat16,
-        "fp16": on_gpu() and dtype == torch.float16,
+        "bf16": mixed_precision(params) == "bf16",
+        "fp16": mixed_precision(params) == "fp16",
         "use_cpu": not on_gpu(),
         "dataloader_pin_memory": on_gpu(),
         "report_to": tracking.report_to(params),
@@ -96,7 +96,7 @@ def fingerprint(stage: str, params, sections: dict, inputs: list[Path]) -> str:
     """What a checkpoint was trained from: resuming with anything else would mix two runs."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"stage": stage, "seed": params.seed, "model": dump_params(params.model),
-                              **sections}, sort_keys=True).encode())
+                              "compute": dump_params(params.compute), **sections}, sort_keys=True).encode())
     for path in inputs:
         files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
         for file in files:
@@ -133,11 +133,13 @@ def perplexity(loss: float) -> float:
     return round(math.exp(min(loss, 50.0)), 4)
 
 
-def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, save_extra=None) -> None:
-    """Adapter safetensors, tokenizer and the resolved hyperparameters, written atomically."""
+def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, save_extra=None,
+                 state_dict: dict | None = None) -> None:
+    """Adapter safetensors, tokenizer and the resolved hyperparameters, written atomically;
+    `state_dict`: the weights gathered under FSDP (`distributed.adapter_state_dict`)."""
     with atomic_dir(out) as tmp:
         # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
-        model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
+        model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"], state_dict=state_dict)
         sort_target_modules(tmp / "adapter_config.json")
         tokenizer.save_pretrained(str(tmp))
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
@@ -189,11 +191,14 @@ def sections(recipe: Recipe, params, root: Path) -> dict:
     return {"train": dump_params(recipe.train), "lora": lora_section(recipe, params, root)}
 
 
-def setup(recipe: Recipe, params, root: Path) -> str | None:
-    """Fingerprint the run (params, inputs and the base's files); the checkpoint to resume from,
-    or None for a fresh start."""
+def setup(recipe: Recipe, params, root: Path) -> tuple[str | None, tuple[int, int]]:
+    """Wrap the model for several processes (before anything evaluates it), count its trainable
+    parameters (before FSDP shards them), fingerprint the run (params, inputs and the base's
+    files); the checkpoint to resume from (None for a fresh start) and the counts."""
+    distributed.prepare(recipe.trainer)
+    counts = trainable_parameters(recipe.trainer.model)
     stamp = fingerprint(recipe.stage, params, sections(recipe, params, root), [root / paths.BASE_DIR, *recipe.inputs])
-    return resume_checkpoint(root / paths.checkpoint_dir(recipe.stage), stamp, recipe.trainer.accelerator)
+    return resume_checkpoint(root / paths.checkpoint_dir(recipe.stage), stamp, recipe.trainer.accelerator), counts
 
 
 def whole_run_loss(history: list[dict], steps: int) -> float:
@@ -214,15 +219,16 @@ def tokens_at(checkpoint: str | None) -> int:
     return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0))
 
 
-def train(recipe: Recipe, checkpoint: str | None) -> dict:
-    """The stage's `before` metrics, the timed training, its `after` metrics and the shared ones."""
+def train(recipe: Recipe, checkpoint: str | None, counts: tuple[int, int]) -> dict:
+    """The stage's `before` metrics, the timed training, its `after` metrics and the shared ones.
+    Every rank runs all of it: under FSDP a forward pass needs every rank."""
     trainer = recipe.trainer
     before = recipe.before(trainer)
     tokens_before = tokens_at(checkpoint)
     with timed() as clock:
         trainer.train(resume_from_checkpoint=checkpoint)
     after = recipe.after(trainer)
-    trainable, total = trainable_parameters(trainer.model)
+    trainable, total = counts
     steps = trainer.state.global_step
     metrics = {**before, **after}
     metrics.update(train_loss=round(whole_run_loss(trainer.state.log_history, steps), 4), trainable_params=trainable,
@@ -241,12 +247,13 @@ def train(recipe: Recipe, checkpoint: str | None) -> dict:
 def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
     """Rank 0 writes the adapter, clears checkpoints and writes metrics; every rank closes W&B."""
     trainer = recipe.trainer
+    state_dict = distributed.adapter_state_dict(trainer)  # FSDP: a gather every rank joins
     if trainer.is_world_process_zero():
         hyperparameters = {"stage": recipe.stage, "seed": params.seed, "model": dump_params(params.model),
                            "start_adapter": recipe.start_adapter.as_posix() if recipe.start_adapter else None,
                            **sections(recipe, params, root), **recipe.hyperparameters}
-        save_adapter(trainer.model, trainer.processing_class, root / paths.adapter_dir(recipe.stage),
-                     hyperparameters, recipe.save_extra)
+        save_adapter(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class,
+                     root / paths.adapter_dir(recipe.stage), hyperparameters, recipe.save_extra, state_dict)
         if params.tracking.dvclive:
             tracking.write_curves(recipe.stage, trainer.state.log_history, root)
         clear_checkpoints(root / paths.checkpoint_dir(recipe.stage))
@@ -257,7 +264,7 @@ def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
 
 
 def run(recipe: Recipe, params, root: Path = Path(".")) -> dict:
-    checkpoint = setup(recipe, params, root)
-    metrics = train(recipe, checkpoint)
+    checkpoint, counts = setup(recipe, params, root)
+    metrics = train(recipe, checkpoint, counts)
     cleanup(recipe, params, metrics, root)
     return metrics
