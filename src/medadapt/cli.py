@@ -50,18 +50,21 @@ def check(params, root: Path, args: argparse.Namespace) -> None:
 
 
 def run_stage(params, root: Path, args: argparse.Namespace) -> object:
-    """One dvc.yaml stage: `medadapt.stages.<command>.run`, its outputs removed if it fails."""
+    """One dvc.yaml stage: `medadapt.stages.<command>.run`, under the project's run lock."""
     from transformers import set_seed
 
+    from contextlib import nullcontext
+
     from .artifacts import stage_lock
+    from .runtime import is_main_process
 
     extra = {"dataset": args.dataset} if args.command == "sft" else {}
     set_seed(params.seed)
     module = importlib.import_module(f"medadapt.stages.{args.command}")
-    # One stage at a time in a project folder; a failed run leaves the last good outputs, since
-    # every stage writes its files whole at the end.
+    # One stage at a time in a project folder (held by rank 0 for all the workers of a launch); a
+    # failed run leaves the last good outputs, since every stage writes its files whole at the end.
     try:
-        with stage_lock(root):
+        with stage_lock(root) if is_main_process() else nullcontext():
             return module.run(params, root=root, **extra)
     finally:
         end_distributed()
