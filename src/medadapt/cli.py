@@ -2,6 +2,7 @@
 
     medadapt prepare | sft <dataset> | icl | rm | dpo | evaluate     # the dvc.yaml stages
     medadapt inspect | compare | bench                               # helper commands
+    medadapt preset [name]                                           # a GPU preset's -S arguments
     medadapt evaluate --set method=sft --set evaluate.batch_size=4   # ad-hoc overrides
 
 Parses only the stage name, its argument, the params file and `--set key=value` overrides;
@@ -31,6 +32,7 @@ COMMANDS = {
     "inspect": "medadapt.inspection",
     "compare": "medadapt.compare",
     "bench": "medadapt.bench",
+    "preset": "medadapt.presets",
 }
 
 
