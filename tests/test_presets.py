@@ -123,7 +123,7 @@ def test_cli_prints_one_shell_word_per_argument(repo_params, capsys):
     assert out.strip() == " ".join(arguments)
     assert shlex.split(out) == out.split()  # what `$(medadapt preset ...)` passes to dvc
     assert arguments[::2] == ["-S"] * (len(arguments) // 2)
-    assert "-S model.quantization=4bit" in out and "GB of GPU memory (estimate)" in err
+    assert "-S model.quantization=4bit" in out and "GB of GPU memory (estimate; per stage" in err
 
 
 def test_cli_lists_presets_and_names_the_valid_ones(repo_params, capsys):

@@ -199,9 +199,10 @@ def main(params, root: Path = Path("."), name: str | None = None) -> list[str]:
         print("\nGPU memory: an estimate (weights, LoRA, activations, logits), not a measurement.")
         return []
     preset = load_preset(name, root)
-    apply(preset, params)  # a preset that does not validate stops here, not inside dvc exp run
+    # A preset that does not validate stops here, not inside dvc exp run.
+    stages = ", ".join(f"{stage} {gb}" for stage, gb in memory_estimate(preset, params).items())
     print(f"# {preset.name}: {preset.description}; needs about {preset.gpu_memory_gb} GB of GPU memory "
-          "(estimate)", file=sys.stderr)
+          f"(estimate; per stage before the {MARGIN - 1:.0%} margin: {stages})", file=sys.stderr)
     arguments = preset.arguments()
     print(" ".join(arguments))
     return arguments
