@@ -194,7 +194,7 @@ def main(params, root: Path = Path("."), name: str | None = None) -> list[str]:
     """With a name: print its `-S` arguments on stdout (what `$(...)` captures) and its
     description and memory on stderr. Without: list every preset."""
     if name is None:
-        for preset in map(lambda n: load_preset(n, root), preset_names(root)):
+        for preset in [load_preset(each, root) for each in preset_names(root)]:
             print(f"{preset.name:22} {preset.gpu_memory_gb:4} GB  {preset.description}")
         print("\nGPU memory: an estimate (weights, LoRA, activations, logits), not a measurement.")
         return []
