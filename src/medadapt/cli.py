@@ -3,6 +3,7 @@
     medadapt check                                                  # validate params.yaml
     medadapt prepare | sft <dataset> | icl | rm | dpo | evaluate    # the dvc.yaml stages
     medadapt inspect [dataset] | compare | bench [target] | plots   # helper commands
+    medadapt preset [name]                                          # a GPU preset's -S arguments
     medadapt evaluate --set method=sft --set evaluate.batch_size=4  # one-off overrides
 
 Every command first validates `params.yaml` (or `--params`) with its `--set` overrides
@@ -51,9 +52,9 @@ def check(params, root: Path, args: argparse.Namespace) -> None:
 
 def run_stage(params, root: Path, args: argparse.Namespace) -> object:
     """One dvc.yaml stage: `medadapt.stages.<command>.run`, under the project's run lock."""
-    from transformers import set_seed
-
     from contextlib import nullcontext
+
+    from transformers import set_seed
 
     from .artifacts import stage_lock
     from .runtime import is_main_process
@@ -112,6 +113,9 @@ COMMANDS = {name: Command(*spec) for name, spec in {
                                   "llama-3.1-8b: train on a random model of that shape (a GPU) "
                                   "(default: %(default)s)"})),
     "plots": ("render the dvc.yaml plots to PNG files (offline)", helper("medadapt.plots"), None),
+    "preset": ("print a GPU preset's `-S key=value` arguments (no name: list the presets)",
+               helper("medadapt.presets", "name"),
+               ("name", {"nargs": "?", "default": None, "help": "a file name of presets/, without .yaml"})),
 }.items()}
 
 

@@ -4,15 +4,22 @@ DVCLive writes `dvclive/<stage>/metrics.json` and `dvclive/<stage>/plots/metrics
 `dvc.yaml` declares as the stage's metrics and plots, from the trainer's log once it finished. W&B runs when `tracking.wandb` is
 `offline` (writes `./wandb/offline-run-*`, no network) or `online`; the API key, if any, comes
 from the environment and is never written anywhere by this project.
+
+With W&B on, a stage also logs its outputs to its run: a training stage calls
+`log_stage_artifacts` after writing its adapter and metrics (artifacts of type `model` and
+`metrics`), `evaluate` calls `log_eval_table` with its per-item samples (a `wandb.Table`) and
+`log_stage_artifacts` with its metrics file; each then calls `finish_wandb`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from . import paths
 from .artifacts import atomic_dir
+from .params import dump_params
 
 
 def dvclive_dir(stage: str, root: Path = Path(".")) -> Path:
@@ -70,3 +77,56 @@ def finish_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
+
+
+def wandb_run(stage: str, params):
+    """The open W&B run (the trainer's), or a new one for a stage without a trainer; None when
+    W&B is off, and on every rank but the first (one writer under several GPUs)."""
+    from .runtime import is_main_process
+
+    if params.tracking.wandb == "disabled" or not is_main_process():
+        return None
+    configure_wandb(params)
+    import wandb
+
+    if wandb.run is None:
+        wandb.init(project=params.tracking.wandb_project, name=run_name(stage, params), job_type=stage,
+                   mode=params.tracking.wandb, config=dump_params(params))
+    return wandb.run
+
+
+def log_stage_artifacts(stage: str, adapter_dir: Path | None, metrics_file: Path, params) -> None:
+    """The stage's adapter folder (artifact `<stage>-adapter`, type `model`) and metrics file
+    (`<stage>-metrics`, type `metrics`); W&B numbers the versions of each name."""
+    run = wandb_run(stage, params)
+    if run is None:
+        return
+    import wandb
+
+    metadata = {"stage": stage, "method": params.method, "base": params.model.base,
+                "quantization": params.model.quantization, "seed": params.seed}
+    if adapter_dir is not None:
+        model = wandb.Artifact(f"{stage}-adapter", type="model", metadata=metadata)
+        model.add_dir(str(adapter_dir))
+        run.log_artifact(model)
+    metrics = wandb.Artifact(f"{stage}-metrics", type="metrics", metadata=metadata)
+    metrics.add_file(str(metrics_file))
+    run.log_artifact(metrics)
+
+
+def log_eval_table(samples: list[dict], params) -> None:
+    """`evaluate`'s per-item samples (`reports/eval_samples.jsonl`) as the table `eval_samples`,
+    one row per item, one column per key; nested values as JSON text."""
+    run = wandb_run("evaluate", params)
+    if run is None:
+        return
+    import wandb
+
+    columns = list(dict.fromkeys(key for sample in samples for key in sample))
+    rows = [[table_cell(sample.get(column)) for column in columns] for sample in samples]
+    # Safety prompts and questions fill different columns: a column may hold None and a value.
+    run.log({"eval_samples": wandb.Table(columns=columns, data=rows, allow_mixed_types=True)})
+
+
+def table_cell(value):
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value

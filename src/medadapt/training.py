@@ -259,6 +259,8 @@ def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
         clear_checkpoints(root / paths.checkpoint_dir(recipe.stage))
         write_json(root / paths.cost_file(recipe.stage), metrics["cost"])
         write_json(root / paths.metrics_file(recipe.stage), {k: v for k, v in metrics.items() if k != "cost"})
+        tracking.log_stage_artifacts(recipe.stage, root / paths.adapter_dir(recipe.stage),
+                                     root / paths.metrics_file(recipe.stage), params)
         print(summary_line(recipe.stage, metrics))
     tracking.finish_wandb()
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from .. import paths, tracking
 from ..artifacts import write_json
 from ..data.records import PUBMEDQA_LABELS, read_jsonl, read_records, write_jsonl
 from ..inference import generate, loglikelihoods
@@ -254,4 +254,7 @@ def run(params, root: Path = Path(".")) -> dict:
     write_json(root / paths.EVAL_DETAILS, details)
     write_json(root / paths.cost_file("evaluate"), cost)
     write_json(root / paths.EVAL_METRICS, headline)  # last: its presence says the run finished
+    tracking.log_stage_artifacts("evaluate", None, root / paths.EVAL_METRICS, params)
+    tracking.log_eval_table(samples + safety, params)
+    tracking.finish_wandb()
     return {**metrics, "cost": cost}
