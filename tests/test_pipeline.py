@@ -3,7 +3,8 @@
 One module-scoped project (a git + DVC repo in a tmp folder with this repo's dvc.yaml, src,
 sample data and a tiny-model params.yaml): `dvc repro` runs every stage, a second `dvc repro`
 has nothing to do, `dvc exp run -S method=icl` re-runs `evaluate` alone (read from DVC's own
-output), `dvc metrics diff` shows the change, and `medadapt compare` tables both methods.
+output), `dvc metrics diff` shows the change, and `medadapt compare` tables both methods; a
+shrunk scaling grid runs queued, and `medadapt scaling` and `medadapt costs` chart it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from conftest import REPO, make_project
 
 pytestmark = pytest.mark.slow
-STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "dpo", "evaluate"]
+STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "pairs", "dpo", "evaluate"]
 
 
 def run(folder: Path, *command: str) -> str:
@@ -77,3 +78,20 @@ def test_compare_tables_both_methods(repo):
     icl = next(r for r in rows if r["method"] == "icl")
     assert "vs_base" in icl["metrics"]["MedQA acc"]
     assert (repo / "reports/compare.png").stat().st_size > 1000
+
+
+def test_scaling_grid_runs_queued_then_charts(repo):
+    """The README's grid, shrunk: ICL at k 0 and 1, SFT at 4 train items per dataset."""
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "method=icl", "-S", "icl.k=0,1")
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "method=sft", "-S",
+        "data.train_size={pubmedqa:4,medmcqa:4,medqa:4}")
+    run(repo, "dvc", "exp", "run", "--run-all", "-j", "1")
+    run(repo, "medadapt", "scaling")
+    points = json.loads((repo / "reports/scaling.json").read_text())["points"]
+    medqa = {(p["budget"], p["method"], p.get("asked")) for p in points if p["dataset"] == "medqa"}
+    assert {("icl.k", "icl", 0), ("icl.k", "icl", 1), ("icl.k", "icl", 3), ("train_size", "sft", 4),
+            ("base", "base", None)} <= medqa
+    assert (repo / "reports/scaling.png").stat().st_size > 5000
+    output = run(repo, "medadapt", "costs")
+    assert "| sft | sft_pubmedqa, sft_medmcqa, sft_medqa |" in output and "| icl | none |" in output
+    assert (repo / "reports/cost.png").stat().st_size > 5000

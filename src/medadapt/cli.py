@@ -25,6 +25,7 @@ STAGES = {
     "sft": "medadapt.stages.sft",
     "icl": "medadapt.stages.icl",
     "rm": "medadapt.stages.rm",
+    "pairs": "medadapt.stages.pairs",
     "dpo": "medadapt.stages.dpo",
     "evaluate": "medadapt.stages.evaluate",
 }
@@ -32,6 +33,8 @@ COMMANDS = {
     "inspect": "medadapt.inspection",
     "compare": "medadapt.compare",
     "bench": "medadapt.bench",
+    "scaling": "medadapt.scaling",
+    "costs": "medadapt.costs",
 }
 
 
