@@ -3,8 +3,9 @@
 One module-scoped project (a git + DVC repo in a tmp folder with this repo's dvc.yaml, src,
 sample data and a tiny-model params.yaml): `dvc repro` runs every stage, a second `dvc repro`
 has nothing to do, `dvc exp run -S method=icl` re-runs `evaluate` alone (read from DVC's own
-output), `dvc metrics diff` shows the change, `medadapt compare` tables both methods, and a
-typo'd experiment (`-S method=dp`) fails in the `check` stage with every result left in place.
+output), `dvc metrics diff` shows the change, `medadapt compare` tables both methods, a
+typo'd experiment (`-S method=dp`) fails in the `check` stage with every result left in place,
+and a shrunk scaling grid runs queued, charted by `medadapt scaling` and `medadapt costs`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from conftest import REPO, make_project
 
 pytestmark = pytest.mark.slow
-STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "dpo", "evaluate"]
+STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "pairs", "dpo", "evaluate"]
 NOISE = ["gemm_4bit_forward", "is_gradient_checkpointing", "LOAD REPORT", "Consider training on your downstream task"]
 
 
@@ -101,3 +102,19 @@ def test_typo_in_an_experiment_stops_before_any_output_is_removed(repo):
     assert "Running stage" not in run(repo, "dvc", "repro")
     assert {path: path.read_bytes() for path in results} == before
     assert "| icl |" in run(repo, "medadapt", "compare")
+
+
+def test_scaling_grid_runs_queued_then_charts(repo):
+    """The README's grid, shrunk to what re-runs only `icl` and `evaluate` (a train-size point
+    re-runs the whole pipeline: too slow for CI): ICL at k 0 and 1, and the SFT method."""
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "method=icl", "-S", "icl.k=0,1")
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "method=sft")
+    run(repo, "dvc", "exp", "run", "--run-all", "-j", "1")
+    run(repo, "medadapt", "scaling")
+    points = json.loads((repo / "reports/scaling.json").read_text())["points"]
+    medqa = {(p["budget"], p["method"], p.get("asked")) for p in points if p["dataset"] == "medqa"}
+    assert {("icl.k", "icl", 0), ("icl.k", "icl", 1), ("icl.k", "icl", 3), ("base", "base", None)} <= medqa
+    assert (repo / "reports/scaling.png").stat().st_size > 5000
+    output = run(repo, "medadapt", "costs")
+    assert "| sft | sft_pubmedqa, sft_medmcqa, sft_medqa |" in output and "| icl | none |" in output
+    assert (repo / "reports/cost.png").stat().st_size > 5000

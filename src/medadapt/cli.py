@@ -96,6 +96,7 @@ COMMANDS = {name: Command(*spec) for name, spec in {
                          "help": "curriculum stage to train, in order: %(choices)s"})),
     "icl": ("stage: choose the in-context demonstrations", run_stage, None),
     "rm": ("stage: train the reward model", run_stage, None),
+    "pairs": ("stage: sample on-policy preference pairs from the SFT model (when configured)", run_stage, None),
     "dpo": ("stage: align the SFT model with DPO", run_stage, None),
     "evaluate": ("stage: score `method` on the eval items", run_stage, None),
     "inspect": ("print formatted prompts and token-length statistics", helper("medadapt.inspection", "dataset"),
@@ -113,6 +114,8 @@ COMMANDS = {name: Command(*spec) for name, spec in {
                                   "llama-3.1-8b: train on a random model of that shape (a GPU) "
                                   "(default: %(default)s)"})),
     "plots": ("render the dvc.yaml plots to PNG files (offline)", helper("medadapt.plots"), None),
+    "scaling": ("learning curves of the experiment grid (train size, ICL k)", helper("medadapt.scaling"), None),
+    "costs": ("what each evaluated method cost beside its accuracy", helper("medadapt.costs"), None),
     "preset": ("print a GPU preset's `-S key=value` arguments (no name: list the presets)",
                helper("medadapt.presets", "name"),
                ("name", {"nargs": "?", "default": None, "help": "a file name of presets/, without .yaml"})),

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 from .artifacts import write_json
+from .experiments import json_at, revisions
 from .paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS, METHODS
 from .reports import HEADLINE, merge, metric_at
 from .scoring.stats import holm, paired_test
@@ -97,35 +97,13 @@ def describe(key: dict | None) -> str:
 # ---- collecting results -------------------------------------------------------------------------
 
 
-def _git(*args: str, root: Path) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
-
-
-def _read_at(rev: str | None, path: Path, root: Path) -> dict | None:
-    try:
-        text = (root / path).read_text() if rev is None else _git("show", f"{rev}:{path.as_posix()}", root=root)
-        return json.loads(text)
-    except (OSError, subprocess.CalledProcessError, json.JSONDecodeError):
-        return None
-
-
-def _revisions(root: Path) -> list[tuple[str | None, str]]:
-    """(revision, name): the workspace, HEAD, then finished experiments newest first."""
-    refs = _git("for-each-ref", "--sort=-committerdate", "--format=%(objectname) %(refname)", "refs/exps",
-                root=root).split("\n")
-    # refs/exps/<xx>/<baseline sha>/<name> are finished experiments; celery/ and exec/ hold
-    # DVC's queue bookkeeping, not results.
-    finished = [line.split(" ", 1) for line in refs if line and not any(k in line for k in ("/celery/", "/exec/"))]
-    return [(None, "workspace"), ("HEAD", "HEAD")] + [(sha, name.rsplit("/", 1)[-1]) for sha, name in finished]
-
-
 def collect(root: Path = Path(".")) -> list[dict]:
     """Every evaluated result, newest first: {method, metrics, items, source, key}."""
     results = []
-    for rev, name in _revisions(root):
-        metrics, items = _read_at(rev, EVAL_METRICS, root), _read_at(rev, EVAL_ITEMS, root)
+    for rev, name in revisions(root):
+        metrics, items = json_at(rev, EVAL_METRICS.as_posix(), root), json_at(rev, EVAL_ITEMS.as_posix(), root)
         if metrics and items and metrics.get("method"):
-            metrics = merge(metrics, _read_at(rev, EVAL_DETAILS, root) or {})
+            metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), root) or {})
             results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"],
                             "source": name, "key": metrics.get("comparison")})
     return results

@@ -1,4 +1,5 @@
-"""Batched log-likelihood scoring and greedy generation, the two ways `evaluate` asks a model.
+"""Batched log-likelihood scoring and greedy generation, the two ways `evaluate` asks a model,
+and seeded sampling, the way the `pairs` stage asks the SFT policy for several answers.
 
 Log-likelihood follows lm-evaluation-harness's HFLM: trailing spaces of the context move to
 the continuation, `context + continuation` is encoded whole with the tokenizer's default
@@ -84,3 +85,16 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     finally:
         tokenizer.padding_side = side
     return [o.strip() for o in outputs], produced
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompt: str, n: int, temperature: float, max_new_tokens: int, seed: int) -> list[str]:
+    """`n` answers sampled at `temperature` (no top-k/top-p cut) to one rendered chat prompt.
+    The generator is seeded per call, so a prompt's samples depend on `seed` alone, not on
+    which prompts were sampled before it."""
+    batch = tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(model.device)
+    torch.manual_seed(seed)  # every device's generator
+    ids = model.generate(**batch, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                         max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=tokenizer.pad_token_id)
+    outputs = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    return [o.strip() for o in outputs]

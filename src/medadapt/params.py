@@ -98,11 +98,11 @@ class DataFiles(Section):
 
 
 class PreferenceParams(Section):
-    sources: list[Literal["gold_vs_distractor", "hallucination", "safety", "file"]] = [
+    sources: list[Literal["gold_vs_distractor", "hallucination", "safety", "file", "on_policy"]] = [
         "gold_vs_distractor",
         "hallucination",
         "safety",
-    ]  # which pair builders feed `rm` and `dpo`
+    ]  # which pair builders feed `rm` and `dpo` (on_policy: `dpo` only, from the `pairs` stage)
     file: str | None = None  # TRL-format JSONL (prompt, chosen, rejected) for source `file`
     eval_fraction: float = Field(0.2, gt=0, lt=1)  # share of pairs held out for rm/dpo eval
     max_pairs_per_source: int = Field(8, ge=1)  # cap per source, after seeded shuffle
@@ -170,6 +170,15 @@ class IclParams(Section):
     shuffle_permutations: int = Field(0, ge=0)  # choice-shuffle ensemble size (0: off)
 
 
+class OnPolicyParams(Section):
+    """The `pairs` stage: answers sampled from the final SFT policy, ranked, best vs worst."""
+
+    prompts_per_dataset: int = Field(8, ge=1)  # train prompts sampled per dataset (the first of the seeded train order)
+    samples: int = Field(4, ge=2)  # answers sampled per prompt
+    temperature: float = Field(1.0, gt=0)  # sampling temperature (no top-k/top-p cut)
+    max_new_tokens: int = Field(32, ge=1)  # generation budget per sampled answer
+
+
 class RmParams(TrainParams):
     pass
 
@@ -211,6 +220,7 @@ class Params(Section):
     sft: SftParams = SftParams()
     icl: IclParams = IclParams()
     rm: RmParams = RmParams()
+    on_policy: OnPolicyParams = OnPolicyParams()
     dpo: DpoParams = DpoParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()

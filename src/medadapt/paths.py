@@ -27,6 +27,7 @@ PREPARED = Path("data/prepared")  # <dataset>/{train,eval}.jsonl, preferences/{t
 PAIRS = PREPARED / "preferences"
 BASE_DIR = Path("models/base")
 ICL_DEMOS = Path("data/icl/demos.jsonl")
+ON_POLICY = Path("data/pairs/on_policy")  # {train,eval}.jsonl: pairs sampled from the SFT policy
 MODELS = Path("models")
 METRICS = Path("metrics")
 CHECKPOINTS = Path("checkpoints")
@@ -50,6 +51,11 @@ TRAINING_STAGES = (*SFT_STAGES, "rm", "dpo")
 def split_file(dataset: str, split: str) -> Path:
     """A prepared split: `data/prepared/<dataset>/<split>.jsonl`."""
     return PREPARED / dataset / f"{split}.jsonl"
+
+
+def on_policy_file(split: str) -> Path:
+    """On-policy pairs of one split: `data/pairs/on_policy/<split>.jsonl`."""
+    return ON_POLICY / f"{split}.jsonl"
 
 
 def adapter_dir(stage: str) -> Path:
@@ -111,6 +117,8 @@ def stage_outputs(stage: str) -> list[Path]:
         return [PREPARED, BASE_DIR, metrics_file("prepare")]
     if stage == "icl":
         return [ICL_DEMOS, metrics_file("icl")]
+    if stage == "pairs":
+        return [ON_POLICY, metrics_file("pairs"), cost_file("pairs")]
     if stage in TRAINING_STAGES:
         return [adapter_dir(stage), dvclive_dir(stage), metrics_file(stage), cost_file(stage)]
     if stage == "evaluate":
@@ -126,4 +134,4 @@ def persistent_outputs(stage: str) -> list[Path]:
     return [checkpoint_dir(stage)] if stage in TRAINING_STAGES else []
 
 
-STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")
+STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "pairs", "dpo", "evaluate")

@@ -163,6 +163,12 @@ def pair_dataset(pairs: list[dict]):
     return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
 
 
+def logged_tokens(history: list[dict]) -> int:
+    """Tokens the trainer processed (non-padding, prompt included; TRL's `num_tokens`, counted
+    the same way by the SFT, reward and DPO trainers), as last logged."""
+    return int(next((row["num_tokens"] for row in reversed(history) if "num_tokens" in row), 0))
+
+
 def summary_line(stage: str, metrics: dict) -> str:
     parts = [f"{key}={metrics[key]}" for key in sorted(metrics) if not isinstance(metrics[key], (dict, list))]
     return f"[{stage}] " + " ".join(parts)
@@ -235,6 +241,8 @@ def train(recipe: Recipe, checkpoint: str | None, counts: tuple[int, int]) -> di
                    trainable_percent=round(100 * trainable / total, 4), steps=steps)
     metrics["cost"] = {  # the only figures that vary between identical runs
         "train_seconds": clock["seconds"],
+        "train_tokens": logged_tokens(trainer.state.log_history),
+        "gpus": trainer.args.n_gpu * trainer.args.world_size,  # DDP: 1 per process; DataParallel: n in one
         "peak_memory_mb": peak_memory_mb(),
         "resumed_from_step": int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0,
     }

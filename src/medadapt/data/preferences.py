@@ -9,7 +9,10 @@ turn each. Sources (`data.preferences.sources`):
   here by plain string checks and never by the evaluation judge (`scoring.hallucination`):
   pairs built with the judge's rule would teach rm and dpo the grader rather than the task;
 - safety: `data/safety/train.jsonl`, a safe answer against an unsafe one;
-- file: any JSONL with `prompt`, `chosen`, `rejected` (text or chats).
+- file: any JSONL with `prompt`, `chosen`, `rejected` (text or chats);
+- on_policy: answers sampled from the final SFT policy, the best against the worst
+  (`on_policy_pair`); the `pairs` stage builds them after `sft_medqa` and `rm`, and only `dpo`
+  reads them (the RM that ranked them never trains on them).
 Pairs are built from train items only, so no eval question is ever a preference prompt.
 A pair whose sides are equal or empty is never written.
 """
@@ -43,7 +46,6 @@ _OPPOSITES = {"increased": "decreased", "decreased": "increased", "increases": "
 _OPPOSITE = re.compile(rf"\b({'|'.join(_OPPOSITES)})\b", re.IGNORECASE)
 _ADDED_CLAIMS = ("Start {drug} {dose} mg twice daily.", "{Drug} {dose} mg daily is also recommended.",
                  "This is seen in about {dose} of every 1,000 patients.")
-
 
 def _turn(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
@@ -203,6 +205,8 @@ def build_pairs(train: dict[str, list[Record]], prefs, seed: int, root: Path = P
             built = hallucination(records, rng)
         elif source == "safety":
             built = safety(root / SAFETY_TRAIN)
+        elif source == "on_policy":
+            continue  # sampled from the SFT policy by the `pairs` stage, long after `prepare`
         else:
             built = from_file(Path(prefs.file))
         rng.shuffle(built)
@@ -219,3 +223,27 @@ def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[lis
     evaluation = [p for p in pairs if p["prompt"][-1]["content"] in held]
     return train, evaluation
 
+
+def on_policy_pair(record: Record, prompt: list[dict], outputs: list[str], correct: list[float],
+                   rewards: list[float]) -> dict | None:
+    """The best sampled answer against the worst, ranked by correctness first and then by the
+    reward model's score; None when every sample ranks the same (nothing to prefer)."""
+    ranked = sorted(zip(correct, rewards, outputs), key=lambda s: (s[0], s[1]), reverse=True)
+    best, worst = ranked[0], ranked[-1]
+    if best[:2] == worst[:2]:
+        return None
+    return _pair(f"onp-{record.id}", prompt, best[2], worst[2], "on_policy", record.dataset)
+
+
+def split_like(pairs: list[dict], static_train: list[dict], static_eval: list[dict], eval_fraction: float,
+               seed: int) -> tuple[list[dict], list[dict]]:
+    """Held out by prompt as the static pairs are: a prompt the static pairs hold out stays held
+    out and one they train on stays in train (else DPO's eval would score prompts it trained
+    on); prompts new to both are split by `split_pairs`."""
+    def prompt(pair):
+        return pair["prompt"][-1]["content"]
+
+    seen = {prompt(p) for p in static_train + static_eval}
+    _, new_eval = split_pairs([p for p in pairs if prompt(p) not in seen], eval_fraction, seed)
+    held = {prompt(p) for p in static_eval + new_eval}
+    return [p for p in pairs if prompt(p) not in held], [p for p in pairs if prompt(p) in held]

@@ -64,7 +64,7 @@ from ..prompts import (
     vote,
 )
 from ..reports import split_headline, write_plots
-from ..runtime import peak_memory_mb
+from ..runtime import on_gpu, peak_memory_mb
 from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
 from ..scoring.safety import sample_safety_prompts
 from ..scoring.stats import bootstrap_ci, rate
@@ -246,6 +246,7 @@ def run(params, root: Path = Path(".")) -> dict:
         "seconds": round(time.perf_counter() - start, 2),
         "questions_per_second": round((len(records_by_id) + len(safety)) / generated_seconds, 3),
         "peak_memory_mb": peak_memory_mb(),
+        "gpus": int(on_gpu()),  # the model sits on one device
     }
     write_jsonl(root / paths.EVAL_SAMPLES, samples + safety)
     write_json(root / paths.EVAL_ITEMS, {"method": params.method, "items": items})
