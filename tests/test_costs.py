@@ -35,17 +35,18 @@ def write(root: Path, relative: str, data: dict) -> None:
 def write_run(root: Path, method: str, gpus: int = 0, on_policy: bool = True, drop: str | None = None) -> None:
     """Every stage's metrics of one pipeline run, and `evaluate`'s for `method`."""
     for i, stage in enumerate(SFT, start=1):
-        write(root, f"metrics/{stage}.json", {"cost": stage_cost(10.0 * i, 100 * i, gpus)})
-    write(root, "metrics/rm.json", {"cost": stage_cost(5.0, 50, gpus)})
-    write(root, "metrics/pairs.json", {"cost": {"seconds": 7.0, "gpus": gpus, "peak_memory_mb": 900.0}})
+        write(root, f"reports/cost/{stage}.json", stage_cost(10.0 * i, 100 * i, gpus))
+    write(root, "reports/cost/rm.json", stage_cost(5.0, 50, gpus))
+    write(root, "reports/cost/pairs.json", {"seconds": 7.0, "gpus": gpus, "peak_memory_mb": 900.0})
     sources = {"gold_vs_distractor": 5, **({"on_policy": 3} if on_policy else {})}
-    write(root, "metrics/dpo.json",
-          {"cost": stage_cost(40.0, 400, gpus, 2000.0), "init": "sft", "train_pairs": sources})
+    write(root, "reports/cost/dpo.json", stage_cost(40.0, 400, gpus, 2000.0))
+    write(root, "metrics/dpo.json", {"init": "sft", "train_pairs": sources})
     if drop:
-        write(root, f"metrics/{drop}.json", {})
+        write(root, f"reports/cost/{drop}.json", {})
     accuracy = {"value": 0.5, "low": 0.25, "high": 0.75, "n": 12}
     answering = {"questions_per_second": 2.0, "gpus": min(gpus, 1), "peak_memory_mb": 500.0}
-    write(root, "metrics/eval.json", {"method": method, "medqa": {"accuracy": accuracy}, "cost": answering})
+    write(root, "metrics/eval.json", {"method": method, "medqa": {"accuracy": accuracy}})
+    write(root, "reports/cost/evaluate.json", answering)
     write(root, "reports/eval_items.json", {"method": method, "items": {"medqa.accuracy": {"q1": 1.0}}})
 
 

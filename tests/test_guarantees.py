@@ -92,6 +92,7 @@ def test_pickled_weights_are_refused_unless_allowed(proj, tmp_path, capsys):
 
 class _Accelerator:
     is_main_process = True
+    num_processes = 1
 
     def wait_for_everyone(self):
         pass
@@ -99,6 +100,8 @@ class _Accelerator:
 
 class _Trainer:
     accelerator = _Accelerator()
+    is_fsdp_enabled = False
+    model = torch.nn.Linear(2, 2)
 
     def is_world_process_zero(self):
         return True

@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 from .artifacts import write_json
+from .costs import cost_markdown, method_costs
 from .experiments import json_at, revisions
 from .paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS, METHODS
 from .reports import HEADLINE, merge, metric_at
@@ -219,6 +220,9 @@ def report(groups: list[dict]) -> str:
             lines.append("Not comparable with table 1, whose runs differ in: "
                          + "; ".join(key_differences(groups[0]["key"], entry["key"])) + ".")
         lines += ["", markdown(entry["rows"]).rstrip("\n")]
+        if entry.get("costs"):
+            lines += ["", "What each method cost (training: the stages that made its model; evaluation: per "
+                      "question):", "", cost_markdown(entry["costs"]).rstrip("\n")]
         if entry["left_out"]:
             lines += ["", "Left out: " + "; ".join(entry["left_out"]) + "."]
         parts.append("\n".join(lines))
@@ -308,8 +312,8 @@ def main(params, root: Path = Path("."), out: Path | str | None = None) -> list[
     if not results:
         print("no evaluated method found: run `dvc repro` (and the sweep in the README) first")
         return []
-    groups = [{"key": entry["key"], "rows": table(entry["results"], params.seed), "left_out": entry["left_out"]}
-              for entry in group(results)]
+    groups = [{"key": entry["key"], "rows": table(entry["results"], params.seed), "left_out": entry["left_out"],
+               "costs": method_costs(entry["results"], root)} for entry in group(results)]
     text = report(groups)
     print(text)
     if out:

@@ -70,7 +70,7 @@ def cost_of(method: str, metrics: dict, rev: str | None, root: Path) -> dict:
     stages = training_stages(method, rev, root)
     recorded = {s: stage_cost(s, rev, root) for s in stages}
     train = [c for c in recorded.values() if c]
-    answering = metrics.get("cost", {})
+    answering = stage_cost("evaluate", rev, root)
     per_question = 1 / answering["questions_per_second"] if answering.get("questions_per_second") else None
     return {
         "stages": stages,
@@ -158,9 +158,10 @@ def cost_markdown(costs: dict[str, dict]) -> str:
 
 
 def main(params, root: Path = Path("."), _unused: str | None = None) -> dict[str, dict]:
-    from .compare import collect  # compare may show these costs itself: no import at module level
+    from .compare import collect, group  # compare shows these costs itself: no import at module level
 
-    results = collect(root)
+    groups = group(collect(root))
+    results = groups[0]["results"] if groups else {}  # the comparable runs of the first table
     if not results:
         print("no evaluated method found: run `dvc repro` (and the method sweep in the README) first")
         return {}
