@@ -19,7 +19,7 @@ set -uo pipefail
 out=${1:?usage: scripts/gpu_multi.sh OUT_DIR SECTION}
 section=${2:?usage: scripts/gpu_multi.sh OUT_DIR stages|ddp|fsdp|70b}
 mkdir -p "$out"
-export PYTHONPATH=$PWD/src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 medadapt() { timeout 300 python3 -m medadapt.cli "$@"; }
 bench() { timeout 540 python3 -m medadapt.bench_multi "$@" 2>&1 | grep -E '^\[|Error|error|memory' | tail -4; }
 two=(--set compute.num_processes=2)
@@ -53,13 +53,18 @@ stages)
   cat > /tmp/crash_at_step_3.py <<'PY'
 import sys
 from transformers import TrainerCallback
-from medadapt import cli, tracking
+from medadapt import cli
+from medadapt.stages import sft
 class Crash(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == 3:
             raise SystemExit(3)
-callbacks = tracking.callbacks
-tracking.callbacks = lambda *a, **k: callbacks(*a, **k) + [Crash()]
+make = sft.make_trainer
+def crashing(*args, **kwargs):
+    trainer = make(*args, **kwargs)
+    trainer.add_callback(Crash())
+    return trainer
+sft.make_trainer = crashing
 sys.exit(cli.main(sys.argv[1:]))
 PY
   flags=$(python3 -c "import sys; from medadapt.launch import launch_flags; from medadapt.params import load_params

@@ -65,6 +65,19 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert "Running stage" not in again
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "base results")
+    assert run(repo, "git", "status", "--porcelain") == ""  # nothing left over: the tree is clean
+
+
+def test_a_forced_rerun_changes_only_the_cost_of_the_run(repo):
+    """Outputs are byte-identical when their inputs are: re-running a training stage writes the
+    same adapter, metrics and curves, so DVC re-runs nothing downstream, and git sees only the
+    run's cost (seconds, memory) and its hash in dvc.lock."""
+    output = run(repo, "dvc", "repro", "-f", "-s", "sft_pubmedqa")
+    assert "Running stage 'sft_pubmedqa'" in output
+    changed = {line[3:] for line in run(repo, "git", "status", "--porcelain").splitlines()}
+    assert changed <= {"reports/cost/sft_pubmedqa.json", "dvc.lock"}, changed
+    assert "Running stage" not in run(repo, "dvc", "repro")  # downstream is up to date
+    run(repo, "git", "checkout", "--", "reports/cost/sft_pubmedqa.json", "dvc.lock")
 
 
 def test_switching_method_reruns_only_evaluate(repo):

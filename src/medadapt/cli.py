@@ -81,6 +81,13 @@ def helper(module: str, argument: str | None = None):
     return run
 
 
+def compare(params, root: Path, args: argparse.Namespace) -> object:
+    """`medadapt compare [PREFIX] [--runs DIR]`."""
+    from . import compare as comparing
+
+    return comparing.main(params, root, args.out, args.runs)
+
+
 class Command(NamedTuple):
     summary: str  # one line, in `medadapt --help` and atop the command's own help
     handler: Callable[[object, Path, argparse.Namespace], object]
@@ -102,7 +109,7 @@ COMMANDS = {name: Command(*spec) for name, spec in {
     "inspect": ("print formatted prompts and token-length statistics", helper("medadapt.inspection", "dataset"),
                 ("dataset", {"nargs": "?", "choices": DATASETS,
                              "help": "one of %(choices)s (default: every prepared dataset)"})),
-    "compare": ("table every evaluated method, with intervals and paired tests", helper("medadapt.compare", "out"),
+    "compare": ("table every evaluated method, with intervals and paired tests", compare,
                 ("out", {"nargs": "?", "default": None, "metavar": "PREFIX",
                          "help": "also write PREFIX.md, PREFIX.json and PREFIX.png, e.g. reports/compare "
                                  "(default: print only)"})),
@@ -135,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[common], help=spec.summary, description=spec.summary)
         if spec.positional:
             command.add_argument(spec.positional[0], **spec.positional[1])
+        if name == "compare":
+            command.add_argument("--runs", metavar="DIR", help="compare the run folders under DIR (each a copy of a "
+                                 "project's metrics/ and reports/, e.g. from a GPU machine) instead of experiments")
     return cli
 
 

@@ -98,15 +98,20 @@ def describe(key: dict | None) -> str:
 # ---- collecting results -------------------------------------------------------------------------
 
 
-def collect(root: Path = Path(".")) -> list[dict]:
-    """Every evaluated result, newest first: {method, metrics, items, source, key}."""
+def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
+    """Every evaluated result, newest first: {method, metrics, items, source, key}. With `runs`,
+    the results are instead those of each sub-folder of `runs` (a copy of a project's
+    metrics/ and reports/ made elsewhere, e.g. on a GPU machine), in name order."""
     results = []
-    for rev, name in revisions(root):
-        metrics, items = json_at(rev, EVAL_METRICS.as_posix(), root), json_at(rev, EVAL_ITEMS.as_posix(), root)
+    places = [(None, name) for name in sorted(p.name for p in Path(runs).iterdir() if p.is_dir())] if runs else \
+        revisions(root)
+    for rev, name in places:
+        base = Path(runs) / name if runs else root
+        metrics, items = json_at(rev, EVAL_METRICS.as_posix(), base), json_at(rev, EVAL_ITEMS.as_posix(), base)
         if metrics and items and metrics.get("method"):
-            metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), root) or {})
+            metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), base) or {})
             results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"],
-                            "source": name, "key": metrics.get("comparison")})
+                            "source": name, "key": metrics.get("comparison"), "root": base})
     return results
 
 
@@ -303,12 +308,13 @@ def write(groups: list[dict], text: str, out: Path) -> None:
         chart(entry["rows"], entry["key"], out.with_name(out.with_suffix("").name + suffix + ".png"))
 
 
-def main(params, root: Path = Path("."), out: Path | str | None = None) -> list[dict]:
-    """Print the comparison tables; with `out` (e.g. `reports/compare`), also write them.
+def main(params, root: Path = Path("."), out: Path | str | None = None, runs: Path | str | None = None) -> list[dict]:
+    """Print the comparison tables; with `out` (e.g. `reports/compare`), also write them; with
+    `runs`, compare the run folders under it instead of the project's experiments.
 
     Returns the groups: [{key, rows, left_out}].
     """
-    results = collect(root)
+    results = collect(root, Path(runs) if runs else None)
     if not results:
         print("no evaluated method found: run `dvc repro` (and the sweep in the README) first")
         return []

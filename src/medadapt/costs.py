@@ -90,7 +90,8 @@ def method_costs(results: dict[str, dict], root: Path = Path(".")) -> dict[str, 
     """method -> its costs, for `compare.collect`'s results ({method: {metrics, source, ...}}),
     each read at the revision (workspace, HEAD or experiment) its result came from."""
     rev_of = {name: rev for rev, name in revisions(root)}
-    return {method: cost_of(method, result["metrics"], rev_of[result["source"]], root)
+    # A result read from a run folder (`compare --runs`) has its costs in that folder's files.
+    return {method: cost_of(method, result["metrics"], rev_of.get(result["source"]), result.get("root", root))
             for method, result in results.items()}
 
 

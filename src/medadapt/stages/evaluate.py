@@ -42,6 +42,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import paths, tracking
 from ..artifacts import write_json
@@ -219,15 +220,17 @@ def run(params, root: Path = Path(".")) -> dict:
     demos = demonstrations(params, root)
     model = load_method_model(params, root)
     metrics, samples, items, records_by_id = {"method": params.method}, [], {}, {}
-    for dataset in params.data.datasets:
+    progress = tqdm(params.data.datasets, desc=f"[evaluate] method={params.method}", unit="dataset")
+    for dataset in progress:
+        progress.set_postfix_str(dataset)
         records = read_records(root / paths.split_file(dataset, "eval"))
         records_by_id.update({r.id: r for r in records})
         metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer, demos,
                                                                        params)
         samples += dataset_samples
         items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
-        print(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
-                                                    if isinstance(v, dict) and "value" in v))
+        tqdm.write(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
+                                                         if isinstance(v, dict) and "value" in v))
     metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
     safety = safety_samples(model, tokenizer, params, root) if params.evaluate.safety_prompts else []
     generated_seconds = time.perf_counter() - start
@@ -258,4 +261,7 @@ def run(params, root: Path = Path(".")) -> dict:
     tracking.log_stage_artifacts("evaluate", None, root / paths.EVAL_METRICS, params)
     tracking.log_eval_table(samples + safety, params)
     tracking.finish_wandb()
+    print(f"[evaluate] method={params.method}: headline in {paths.EVAL_METRICS}, details in {paths.EVAL_DETAILS}, "
+          f"per-item answers in {paths.EVAL_SAMPLES}. Next: `medadapt compare` (every evaluated method), "
+          "`dvc exp run --queue -S method=...` for another method")
     return {**metrics, "cost": cost}
