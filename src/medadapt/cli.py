@@ -32,6 +32,7 @@ COMMANDS = {
     "inspect": "medadapt.inspection",
     "compare": "medadapt.compare",
     "bench": "medadapt.bench",
+    "rehearse": "medadapt.rehearse",
 }
 
 

@@ -26,6 +26,7 @@ from .paths import METHODS, SFT_DATASETS  # noqa: F401  (re-exported: the params
 
 DATASETS = ("pubmedqa", "medmcqa", "medqa", "radqa")
 Dataset = Literal["pubmedqa", "medmcqa", "medqa", "radqa"]
+Method = Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"]  # paths.METHODS
 
 
 class ParamsError(ValueError):
@@ -175,6 +176,10 @@ class EvaluateParams(Section):
     merge_adapter: bool = True  # merge LoRA into an unquantized base before scoring
 
 
+class RehearseParams(Section):
+    methods: list[Method] = list(METHODS)  # the methods `medadapt rehearse` evaluates
+
+
 class TrackingParams(Section):
     wandb: Literal["disabled", "offline", "online"] = "disabled"  # W&B mode
     wandb_project: str = "medadapt"  # W&B project name
@@ -183,7 +188,7 @@ class TrackingParams(Section):
 
 class Params(Section):
     seed: int = 42  # one seed for splits, inits, sampling and training
-    method: Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"] = "base"  # see paths.METHOD_STAGES
+    method: Method = "base"  # see paths.METHOD_STAGES
     model: ModelParams = ModelParams()
     data: DataParams = DataParams()
     lora: LoraParams = LoraParams()
@@ -193,6 +198,7 @@ class Params(Section):
     dpo: DpoParams = DpoParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    rehearse: RehearseParams = RehearseParams()
 
 
 def _format_error(error: ValidationError, source: str) -> str:
