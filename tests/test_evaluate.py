@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import make_project
 
-from medadapt import cli
+from medadapt import cli, inference, reward
 from medadapt.params import load_params
 from medadapt.scoring.hallucination import judge
 from medadapt import paths
@@ -109,6 +110,41 @@ def test_rerun_gives_identical_metrics_but_cost(built):
     first = {path: (built / path).read_bytes() for path in files}
     evaluate.run(load_params())
     assert {path: (built / path).read_bytes() for path in files} == first  # byte-identical; cost lives apart
+
+
+def full_vocabulary_log_probs(model, sequences, positions, targets, pad_id):
+    """The scoring `evaluate` used before it scored positions only: a log-softmax over the whole
+    vocabulary at every position of the padded batch, then read at the scored positions."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    return [logprobs[row, pos, tgt] for row, (pos, tgt) in enumerate(zip(positions, targets))]
+
+
+def outputs_of(folder: Path) -> dict:
+    metrics = json.loads((folder / paths.EVAL_METRICS).read_text())
+    metrics.pop("cost")
+    return {"metrics": metrics, "samples": (folder / paths.EVAL_SAMPLES).read_bytes(),
+            "items": (folder / paths.EVAL_ITEMS).read_bytes()}
+
+
+@pytest.mark.parametrize("method", ["base", "icl"])
+def test_fast_paths_write_the_outputs_of_the_plain_ones(built, monkeypatch, method):
+    """Scored positions only and length-sorted batches change no output: the same metrics (but
+    cost), samples and items, byte for byte, as full-vocabulary scoring in the given order."""
+    params = load_params(overrides=[f"method={method}", "evaluate.batch_size=3"])  # several batches
+    evaluate.run(params)
+    fast = outputs_of(built)
+    in_given_order = lambda lengths: list(range(len(lengths)))  # noqa: E731
+    monkeypatch.setattr(inference, "by_length", in_given_order)
+    monkeypatch.setattr(reward, "by_length", in_given_order)
+    monkeypatch.setattr(inference, "_target_log_probs", full_vocabulary_log_probs)
+    evaluate.run(params)
+    assert outputs_of(built) == fast
 
 
 def test_icl_with_choice_shuffle_votes(built):

@@ -26,6 +26,7 @@ from .paths import METHODS, SFT_DATASETS  # noqa: F401  (re-exported: the params
 
 DATASETS = ("pubmedqa", "medmcqa", "medqa", "radqa")
 Dataset = Literal["pubmedqa", "medmcqa", "medqa", "radqa"]
+Method = Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"]  # paths.METHODS
 
 
 class ParamsError(ValueError):
@@ -151,10 +152,12 @@ class TrainParams(Section):
     max_length: int = Field(1024, ge=32)  # tokens per example (capped by model.max_length)
     gradient_checkpointing: bool = False  # trade compute for memory
     save_steps: int = Field(10, ge=1)  # checkpoint interval, for resume
+    torch_compile: bool = False  # torch.compile the model (GPU; each new batch shape recompiles)
+    use_liger_kernel: bool = False  # Liger's Triton RMSNorm/RoPE/SwiGLU (GPU with liger-kernel installed; else off)
 
 
 class SftTrainParams(TrainParams):
-    packing: bool = False  # pack examples into full-length rows (SFT only)
+    packing: bool = False  # pack examples into full-length rows, padding-free with position ids (SFT only)
     save_steps: int = Field(5, ge=1)
 
 
@@ -199,6 +202,10 @@ class EvaluateParams(Section):
     merge_adapter: bool = True  # merge LoRA into an unquantized base before scoring
 
 
+class RehearseParams(Section):
+    methods: list[Method] = list(METHODS)  # the methods `medadapt rehearse` evaluates
+
+
 class TrackingParams(Section):
     wandb: Literal["disabled", "offline", "online"] = "disabled"  # W&B mode
     wandb_project: str = "medadapt"  # W&B project name
@@ -213,7 +220,7 @@ class ComputeParams(Section):
 
 class Params(Section):
     seed: int = 42  # one seed for splits, inits, sampling and training
-    method: Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"] = "base"  # see paths.METHOD_STAGES
+    method: Method = "base"  # see paths.METHOD_STAGES
     model: ModelParams = ModelParams()
     data: DataParams = DataParams()
     lora: LoraParams = LoraParams()
@@ -225,6 +232,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
     compute: ComputeParams = ComputeParams()
+    rehearse: RehearseParams = RehearseParams()
 
     @model_validator(mode="after")
     def _fsdp_shards_4bit_not_8bit(self) -> Params:

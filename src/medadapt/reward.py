@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .data.records import DataError, read_jsonl
+from .inference import by_length
 from .models import base_path, load_adapter, load_base_model, load_tokenizer
 from .paths import CALIBRATION, RM_DIR, SAFETY_CALIBRATION, SAFETY_TRAIN
 
@@ -36,13 +37,16 @@ def score(model, tokenizer, prompts: list[list[dict]], answers: list[str], batch
     texts = [conversation_text(tokenizer, p, a) for p, a in zip(prompts, answers)]
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left"  # the answer is at the end: keep it
-    rewards = []
+    rewards = [0.0] * len(texts)
     try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
+        order = by_length([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]])
+        for start in range(0, len(order), batch_size):  # batches by length, little padding
+            chunk = order[start : start + batch_size]
+            batch = tokenizer([texts[k] for k in chunk], return_tensors="pt", padding=True,
                               truncation=True, max_length=max_length, add_special_tokens=False)
             batch = batch.to(model.device)
-            rewards += model(**batch).logits[:, 0].float().tolist()
+            for k, reward in zip(chunk, model(**batch).logits[:, 0].float().tolist()):
+                rewards[k] = reward
     finally:
         tokenizer.truncation_side = side
     return rewards

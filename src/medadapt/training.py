@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -79,7 +80,22 @@ def trainer_args(stage: str, train, params, root: Path = Path(".")) -> dict:
         "report_to": tracking.report_to(params),
         "run_name": tracking.run_name(stage, params),
         "disable_tqdm": False,
+        "torch_compile": train.torch_compile,
+        "use_liger_kernel": liger_usable(stage, train.use_liger_kernel),
     }
+
+
+def liger_usable(stage: str, wanted: bool) -> bool:
+    """Liger's kernels are Triton (GPU) code from an optional package: asked for where they cannot
+    run, the stage trains without them and says so, so one params.yaml serves CPU and GPU."""
+    if not wanted:
+        return False
+    import importlib.util
+
+    if on_gpu() and importlib.util.find_spec("liger_kernel") is not None:
+        return True
+    print(f"[{stage}] use_liger_kernel: off here (needs a GPU and `pip install liger-kernel`)")
+    return False
 
 
 def checkpointing_key() -> str:
@@ -273,8 +289,31 @@ def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
     tracking.finish_wandb()
 
 
+@contextmanager
+def scored_positions_only():
+    """Make TRL's fused LM head project only the positions that have a label on every device.
+
+    TRL 1.16 (`add_fused_lm_head`) does so where Triton runs (CUDA), but elsewhere scores every
+    position, prompt and padding included, to keep tile shapes fixed for compilers we do not use.
+    On a CPU that made an SFT step a third slower (measured: 9.6 vs 6.4 CPU-s on one batch of
+    two PubMedQA rows, SmolLM2-135M) for the same loss. A TRL without the switch is left as it is.
+    """
+    from trl.trainer import utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 def run(recipe: Recipe, params, root: Path = Path(".")) -> dict:
     checkpoint, counts = setup(recipe, params, root)
-    metrics = train(recipe, checkpoint, counts)
+    with scored_positions_only():
+        metrics = train(recipe, checkpoint, counts)
     cleanup(recipe, params, metrics, root)
     return metrics

@@ -80,11 +80,13 @@ def make_trainer(params, dataset: str, root: Path = Path(".")):
     )
 
 
-def eval_losses(trainer) -> dict:
-    """Eval loss of the base (adapter off) and of the start model, before any step."""
+def eval_losses(trainer, fresh_adapter: bool) -> dict:
+    """Eval loss of the base (adapter off) and of the start model, before any step. A fresh
+    adapter's B matrices are zero, so its start model computes exactly the base's outputs: one
+    eval pass serves both (an eval pass costs half a training step per example)."""
     with trainer.model.disable_adapter():
         base = trainer.evaluate(metric_key_prefix="base")["base_loss"]
-    start = trainer.evaluate(metric_key_prefix="start")["start_loss"]
+    start = base if fresh_adapter else trainer.evaluate(metric_key_prefix="start")["start_loss"]
     return {"eval_loss_base": round(base, 4), "eval_loss_start": round(start, 4)}
 
 
@@ -121,7 +123,7 @@ def run(params, dataset: str, root: Path = Path(".")) -> dict:
         train=getattr(params.sft, dataset),
         inputs=[root / paths.split_file(dataset, "train")] + ([root / previous] if previous else []),
         start_adapter=previous,
-        before=eval_losses,
+        before=lambda trainer: eval_losses(trainer, fresh_adapter=previous is None),
         after=lambda trainer: after_training(trainer, params),
     )
     return run_training(recipe, params, root)
