@@ -113,8 +113,8 @@ def fingerprint(stage: str, params, sections: dict, inputs: list[Path]) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps({"stage": stage, "seed": params.seed, "model": dump_params(params.model),
                               "compute": dump_params(params.compute), **sections}, sort_keys=True).encode())
-    for path in inputs:
-        files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for path in (Path(p) for p in inputs if Path(p).exists()):  # no models/base/ for a base outside a project
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(file.name.encode() + file.read_bytes())
     return digest.hexdigest()
@@ -200,7 +200,8 @@ def lora_section(recipe: Recipe, params, root: Path) -> dict:
     if recipe.start_adapter is None:
         return wanted
     actual = adapter_lora(check_adapter(root / recipe.start_adapter))
-    differ = {k: (wanted[k], actual[k]) for k in wanted if wanted[k] != actual[k]}
+    differ = {k: (wanted[k], actual[k]) for k in wanted if wanted[k] != actual[k]
+              and not (k == "target_modules" and wanted[k] == "all-linear")}  # PEFT expands it to a list
     if differ and recipe.trainer.is_world_process_zero():
         said = ", ".join(f"lora.{k}={w} (adapter has {a})" for k, (w, a) in differ.items())
         print(f"[{recipe.stage}] note: continues {recipe.start_adapter}, whose LoRA settings apply; "
