@@ -151,14 +151,13 @@ class TrainParams(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)  # share of steps warming up
     max_length: int = Field(1024, ge=32)  # tokens per example (capped by model.max_length)
     gradient_checkpointing: bool = False  # trade compute for memory
-    save_steps: int = Field(10, ge=1)  # checkpoint interval, for resume
+    save_steps: int = Field(50, ge=1)  # checkpoint interval, for resume (a save takes seconds at 8B)
     torch_compile: bool = False  # torch.compile the model (GPU; each new batch shape recompiles)
     use_liger_kernel: bool = False  # Liger's Triton RMSNorm/RoPE/SwiGLU (GPU with liger-kernel installed; else off)
 
 
 class SftTrainParams(TrainParams):
     packing: bool = False  # pack examples into full-length rows, padding-free with position ids (SFT only)
-    save_steps: int = Field(5, ge=1)
 
 
 class SftParams(Section):

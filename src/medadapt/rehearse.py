@@ -292,7 +292,8 @@ def rehearse(params, root: Path, preset: str) -> dict:
         pair_tokens = mean_pair_tokens(tokenizer)
     return {"preset": preset, "device": device_name(), "shapes": shapes, "dtype": str(dtype).replace("torch.", ""),
             "quantization": params.model.quantization, "build_seconds": build["seconds"],
-            "sizes": {"train": params.data.train_size.model_dump(), "eval": params.data.eval_size.model_dump(),
+            "sizes": {**{d: {"train": params.data.train_size.get(d), "eval": params.data.eval_size.get(d)}
+                         for d in params.data.datasets},
                       "max_pairs_per_source": params.data.preferences.max_pairs_per_source},
             "stages": with_ratios(rows, baseline, pair_tokens), "plain_loop": baseline,
             "mean_pair_tokens": round(pair_tokens, 1), "projected_total_seconds": projected_total(rows)}

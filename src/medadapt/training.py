@@ -296,8 +296,8 @@ def scored_positions_only():
 
     TRL 1.16 (`add_fused_lm_head`) does so where Triton runs (CUDA), but elsewhere scores every
     position, prompt and padding included, to keep tile shapes fixed for compilers we do not use.
-    On a CPU that made an SFT step a third slower (measured: 9.6 vs 6.4 CPU-s on one batch of
-    two PubMedQA rows, SmolLM2-135M) for the same loss. A TRL without the switch is left as it is.
+    On a CPU that made an SFT step take 1.5 times as long (measured: 9.6 vs 6.4 CPU-s on one batch
+    of two PubMedQA rows, SmolLM2-135M) for the same loss. A TRL without the switch is left as is.
     """
     from trl.trainer import utils as trl_utils
 
