@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
-# GPU checks, for a lent GPU machine (see README, "Speed"):
-#  1. the real stages on the tiny model with the base in 8-bit and in 4-bit (bitsandbytes on
-#     CUDA): the SFT curriculum in both, then rm, dpo and evaluate in 4-bit;
-#  2. `medadapt bench llama-3.1-8b`: LoRA training throughput on a random-init model of
-#     Llama-3.1-8B's shapes, base in bf16, 8-bit and 4-bit.
+# GPU checks, for a lent GPU machine (see README, "Speed"): the real stages on the tiny model
+# with the base in 8-bit and in 4-bit (bitsandbytes on CUDA): the SFT curriculum in both, then
+# rm, dpo and evaluate in 4-bit. Real shapes: scripts/gpu_rehearse.sh (`medadapt rehearse`).
 # Usage: scripts/gpu_check.sh OUT_DIR   (run from the repository root, medadapt importable)
 set -uo pipefail
 out=${1:?usage: scripts/gpu_check.sh OUT_DIR}
@@ -32,6 +30,4 @@ files = sorted(pathlib.Path("metrics").glob("gpu_sft_*.json")) + [pathlib.Path(f
 json.dump({f.stem: json.loads(f.read_text()) for f in files if f.exists()}, open(sys.argv[1], "w"), indent=1, sort_keys=True)
 PY
 
-timeout 420 python3 -m medadapt.cli bench llama-3.1-8b 2>&1 | grep -v "it/s\]" | tail -8
-cp reports/bench/*.json "$out/" 2>/dev/null
 ls -la "$out"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,12 +49,23 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@functools.cache
+def committed_params() -> str:
+    """The repo's params.yaml as committed at HEAD, not as an experiment left the workspace
+    (`dvc exp run` writes its values there); outside git (an unpacked sdist), the file."""
+    try:
+        return subprocess.run(["git", "show", "HEAD:./params.yaml"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return (REPO / "params.yaml").read_text()
+
+
 def make_project(folder: Path, changes: dict | None = None) -> Path:
-    """The repo's sample data and its params.yaml with TINY (and `changes`) applied, in `folder`."""
+    """The repo's sample data and its committed params.yaml with TINY (and `changes`) applied."""
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("data/sample", "data/safety"):
         shutil.copytree(REPO / sub, folder / sub)
-    tree = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), changes or {})
+    tree = merge(merge(yaml.safe_load(committed_params()), TINY), changes or {})
     (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return folder
 

@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import make_project
 
-from medadapt import cli
+from medadapt import cli, inference, reward
 from medadapt.params import load_params
-from medadapt.scoring.hallucination import unsupported_facts
+from medadapt.scoring.hallucination import judge
 from medadapt import paths
 from medadapt.stages import evaluate, icl, prepare, rm
 
@@ -49,15 +50,33 @@ def test_base_writes_every_output_with_intervals(built):
     assert metrics["method"] == "base"
     found = dict(rates({k: v for k, v in metrics.items() if k != "cost"}))
     for name in ("medmcqa.accuracy", "medqa.accuracy", "pubmedqa.accuracy", "pubmedqa.macro_f1",
-                 "pubmedqa.consistency", "radqa.exact_match", "radqa.f1", "radqa.rouge_l", "hallucination_rate",
+                 "pubmedqa.consistency", "pubmedqa.consistent_correct", "radqa.exact_match", "radqa.f1",
+                 "radqa.rouge_l", "hallucination.per_answer", "medqa.circular_accuracy", "medqa.rotation_accuracy",
                  "safety.unsafe_rate_rule", "safety.unsafe_rate_rm", "safety.reward_mean"):
         cell = found[name]
         assert set(cell) == {"value", "low", "high", "n"} and cell["n"] > 0, name
         assert cell["low"] <= cell["value"] <= cell["high"], name
     assert metrics["medqa"]["accuracy"]["n"] == 4 and metrics["safety"]["unsafe_rate_rule"]["n"] == 3
-    for path in (paths.EVAL_METRICS, paths.EVAL_SAMPLES, paths.EVAL_ITEMS, paths.CONFUSION_PNG,
-                 paths.PLOTS / "headline.json", paths.PLOTS / "pubmedqa_confusion.csv"):
+    for path in (paths.EVAL_METRICS, paths.EVAL_SAMPLES, paths.EVAL_ITEMS, paths.EVAL_DETAILS, paths.CONFUSION_PNG,
+                 paths.PLOTS / "headline.json", paths.PLOTS / "pubmedqa_confusion.csv", paths.cost_file("evaluate")):
         assert (built / path).exists(), path
+    # dvc exp show sees the headline only; the details and the run's cost live apart
+    headline = json.loads((built / paths.EVAL_METRICS).read_text())
+    assert "cost" not in headline and "comparison" not in headline and "generation_accuracy" not in headline["medqa"]
+    assert set(json.loads((built / paths.cost_file("evaluate")).read_text())) >= {"seconds", "peak_memory_mb"}
+    assert sum(metrics["medqa"]["predicted_letters"].values()) == 4
+    assert metrics["comparison"]["data"]["eval_ids"]["medqa"]["n"] == 4
+
+
+def test_a_method_that_shifts_its_favourite_letter_is_caught_by_circular_accuracy(built):
+    """Circular accuracy counts an item only if it is right under every rotation of its options:
+    a model that always answers "A" is right under one rotation at most."""
+    metrics = evaluate.run(load_params())
+    for dataset in ("medmcqa", "medqa"):
+        cell = metrics[dataset]
+        assert cell["circular_accuracy"]["value"] <= cell["rotation_accuracy"]["value"] <= 1
+        if len(cell["predicted_letters"]) == 1:  # a constant answerer
+            assert cell["circular_accuracy"]["value"] == 0
 
 
 def test_samples_carry_prompt_output_answer_and_scores(built):
@@ -79,21 +98,63 @@ def test_hallucination_flags_follow_the_rule(built):
         if row["dataset"] == "safety":
             continue
         r = records[row["id"]]
-        sources = [r.question, r.context, *(r.options or []), r.answer_text, r.rationale]
-        assert row["unsupported_facts"] == unsupported_facts(row["output"], sources)
+        verdict = judge(row["output"], [r.question, r.context, *(r.options or []), r.answer_text], r.rationale)
+        assert row["unsupported_facts"] == (None if verdict is None else verdict["unsupported"])
+        if not r.rationale:
+            assert row["unsupported_facts"] is None  # no reference: not judged
 
 
 def test_rerun_gives_identical_metrics_but_cost(built):
-    first = json.loads((built / paths.EVAL_METRICS).read_text())
-    again = evaluate.run(load_params())
-    first.pop("cost"), again.pop("cost")
-    assert json.loads(json.dumps(again)) == first
+    evaluate.run(load_params())
+    files = (paths.EVAL_METRICS, paths.EVAL_DETAILS, paths.EVAL_ITEMS, paths.EVAL_SAMPLES, paths.PLOTS / "headline.json")
+    first = {path: (built / path).read_bytes() for path in files}
+    evaluate.run(load_params())
+    assert {path: (built / path).read_bytes() for path in files} == first  # byte-identical; cost lives apart
+
+
+def full_vocabulary_log_probs(model, sequences, positions, targets, pad_id):
+    """The scoring `evaluate` used before it scored positions only: a log-softmax over the whole
+    vocabulary at every position of the padded batch, then read at the scored positions."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    return [logprobs[row, pos, tgt] for row, (pos, tgt) in enumerate(zip(positions, targets))]
+
+
+def outputs_of(folder: Path) -> dict:
+    metrics = json.loads((folder / paths.EVAL_METRICS).read_text())
+    metrics.pop("cost")
+    return {"metrics": metrics, "samples": (folder / paths.EVAL_SAMPLES).read_bytes(),
+            "items": (folder / paths.EVAL_ITEMS).read_bytes()}
+
+
+@pytest.mark.parametrize("method", ["base", "icl"])
+def test_fast_paths_write_the_outputs_of_the_plain_ones(built, monkeypatch, method):
+    """Scored positions only and length-sorted batches change no output: the same metrics (but
+    cost), samples and items, byte for byte, as full-vocabulary scoring in the given order."""
+    params = load_params(overrides=[f"method={method}", "evaluate.batch_size=3"])  # several batches
+    evaluate.run(params)
+    fast = outputs_of(built)
+    in_given_order = lambda lengths: list(range(len(lengths)))  # noqa: E731
+    monkeypatch.setattr(inference, "by_length", in_given_order)
+    monkeypatch.setattr(reward, "by_length", in_given_order)
+    monkeypatch.setattr(inference, "_target_log_probs", full_vocabulary_log_probs)
+    evaluate.run(params)
+    assert outputs_of(built) == fast
 
 
 def test_icl_with_choice_shuffle_votes(built):
     params = load_params(overrides=["method=icl", "icl.shuffle_permutations=3"])
     metrics = evaluate.run(params)
     assert metrics["method"] == "icl" and metrics["medqa"]["accuracy"]["n"] == 4
+    # the vote is reported beside lm-eval's accuracy, never in it: icl stays comparable
+    plain = evaluate.run(load_params(overrides=["method=icl"]))
+    assert metrics["medqa"]["accuracy"] == plain["medqa"]["accuracy"]
+    assert metrics["medqa"]["voted_accuracy"]["n"] == 4 and "voted_accuracy" not in plain["medqa"]
     items = json.loads((built / paths.EVAL_ITEMS).read_text())
     assert items["method"] == "icl" and len(items["items"]["medqa.accuracy"]) == 4
 
@@ -101,7 +162,8 @@ def test_icl_with_choice_shuffle_votes(built):
 def test_method_without_its_artifact_names_the_stage(built, capsys):
     assert cli.main(["evaluate", "--set", "method=sft"]) == 2
     assert "dvc repro sft_medqa" in capsys.readouterr().err
-    assert not Path(built / paths.EVAL_METRICS).exists()  # no half-written output left
+    # the failed run leaves the last good outputs as they were
+    assert json.loads((built / paths.EVAL_METRICS).read_text())["method"] != "sft"
 
 
 def test_unknown_method_lists_the_valid_ones(built, capsys):

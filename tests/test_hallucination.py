@@ -1,10 +1,20 @@
-"""The hallucination rule: an explanation fact (number or drug) that no source states."""
+"""The hallucination rule: an explanation fact (number or drug) that no source states; judged only
+where a reference exists, and rated per answer and per fact."""
 
 from __future__ import annotations
 
 import pytest
 
-from medadapt.scoring.hallucination import drug_names, drugs, hallucinates, numbers, unsupported_facts
+from medadapt.scoring.hallucination import (
+    drug_names,
+    drugs,
+    hallucinates,
+    hallucination_rates,
+    judge,
+    numbers,
+    stated_facts,
+    unsupported_facts,
+)
 
 SOURCES = [
     "A 58-year-old man has chest pain for 40 minutes; pulse 56/min, blood pressure 104/68 mm Hg.",
@@ -89,3 +99,67 @@ def test_doses_with_attached_units_are_facts():
 def test_drug_names_inside_hyphenated_words():
     assert not hallucinates("Stop heparin.", ["Suspected heparin-induced thrombocytopenia."])
     assert hallucinates("This is heparin-induced thrombocytopenia.", ["Platelets fell after surgery."])
+
+
+def test_synonyms_of_a_source_drug_are_no_new_fact():
+    assert not hallucinates("Give acetaminophen.", ["Paracetamol overdose"])
+    assert not hallucinates("Give intramuscular adrenaline.", ["Epinephrine is first line."])
+    assert not hallucinates("Salbutamol helps.", ["albuterol"])
+    assert drugs("adrenaline and paracetamol") == {"epinephrine", "acetaminophen"}
+    assert hallucinates("Give adrenaline and heparin.", ["Epinephrine is first line."])
+
+
+@pytest.mark.parametrize("stated, source, supported", [
+    ("23 mm", "22.8 mm", True),        # rounded to whole units
+    ("about 45%", "44.9%", True),
+    ("17.4%", "17.38%", True),
+    ("13%", "12.5%", True),            # half rounds either way
+    ("24 mm", "22.8 mm", False),
+    ("0.7", "0.77", False),            # a cut-off number is not a rounding
+    ("0.55", "0.5", False),            # more decimals than the source: compared exactly
+    ("59 years", "58 years", False),
+])
+def test_a_rounded_source_number_is_supported(stated, source, supported):
+    assert hallucinates(stated, [source]) is not supported
+
+
+# ---- judged only where a reference exists; rates per answer and per fact ---------------------------
+
+QUESTION = ["A 40-year-old woman has atrial fibrillation. Which drug prevents stroke?", "A. Warfarin", "B. Digoxin", "A"]
+
+
+@pytest.mark.parametrize("rationale", [None, "", "  "])
+def test_answers_without_a_reference_are_not_judged(rationale):
+    # a correct drug and dose the question does not state: without a reference, not a hallucination to flag
+    assert judge("Answer: A. Warfarin\nExplanation: Apixaban 5 mg twice daily is an alternative.", QUESTION,
+                 rationale) is None
+
+
+def test_judge_counts_stated_and_unsupported_facts():
+    rationale = "Warfarin (target INR 2-3) or a direct oral anticoagulant such as apixaban prevents stroke."
+    output = "Answer: A. Warfarin\nExplanation: Warfarin with an INR of 2-3, or apixaban 5 mg twice daily."
+    assert stated_facts(output) == ["2", "3", "5", "apixaban", "warfarin"]
+    assert judge(output, QUESTION, rationale) == {"facts": 5, "unsupported": ["5"]}
+    assert judge("Answer: A. Warfarin", QUESTION, rationale) == {"facts": 1, "unsupported": []}
+
+
+def test_rates_per_answer_and_per_fact_by_hand():
+    judgements = [
+        {"facts": 10, "unsupported": ["7"]},            # a long answer: one slip in ten facts
+        {"facts": 1, "unsupported": ["heparin"]},       # a short one, all wrong
+        {"facts": 0, "unsupported": []},
+        {"facts": 4, "unsupported": []},
+        None,                                           # no reference: not judged
+    ]
+    rates = hallucination_rates(judgements, samples=200, seed=0)
+    assert rates["judged"] == 4 and rates["not_judged"] == 1
+    assert rates["per_answer"]["value"] == 0.5 and rates["per_answer"]["n"] == 4
+    assert rates["per_fact"]["value"] == round(2 / 15, 4) and rates["per_fact"]["n"] == 15
+    assert 0 <= rates["per_fact"]["low"] <= rates["per_fact"]["value"] <= rates["per_fact"]["high"] <= 1
+    assert hallucination_rates(judgements, samples=200, seed=0) == rates  # seeded
+
+
+def test_rates_with_nothing_judged():
+    rates = hallucination_rates([None, None])
+    assert rates["judged"] == 0 and rates["not_judged"] == 2
+    assert rates["per_answer"]["value"] is None and rates["per_fact"]["value"] is None

@@ -88,7 +88,7 @@ def test_write_base_tiny_and_base_path(tmp_path):
     write_base("builtin:tiny-llama", 5, TEXTS, tmp_path / "models" / "base")
     assert (tmp_path / "models/base/config.json").exists()
     assert (tmp_path / "models/base/model.safetensors").exists()
-    assert not (tmp_path / "models/base/base.json").exists()
+    assert json.loads((tmp_path / "models/base/base.json").read_text()) == {"base": "builtin:tiny-llama"}
     assert base_path("builtin:tiny-llama", tmp_path) == str(tmp_path / "models" / "base")
     model = load_base_model(ModelParams(base="builtin:tiny-llama"), root=tmp_path)
     tokenizer = load_tokenizer(base_path("builtin:tiny-llama", tmp_path))

@@ -1,13 +1,18 @@
-"""params.py: the repo's params.yaml validates; bad keys, types and choices name key and valid values."""
+"""params.py: the repo's params.yaml validates; bad keys, types and choices name key and valid values.
+
+The tests read params.yaml as committed (conftest.committed_params): an experiment applied to
+the workspace changes its values, not what the project documents.
+"""
 
 from __future__ import annotations
 
 import copy
+import difflib
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, committed_params
 from medadapt.params import (
     BUILTIN_MODELS,
     DATASETS,
@@ -22,11 +27,11 @@ from medadapt.params import (
 
 @pytest.fixture
 def tree() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    return yaml.safe_load(committed_params())
 
 
-def test_repo_params_validate_with_documented_defaults():
-    params = load_params(REPO / "params.yaml")
+def test_repo_params_validate_with_documented_defaults(tree):
+    params = parse_params(tree)
     assert isinstance(params, Params)
     assert params.seed == 42
     assert params.method == "base"
@@ -36,7 +41,8 @@ def test_repo_params_validate_with_documented_defaults():
     assert params.data.source == "sample"
     assert params.data.datasets == list(DATASETS)
     assert params.data.medmcqa_cop_base == 0
-    assert params.data.files.medqa == "medqa/*.jsonl"
+    assert params.data.files.medqa.eval == "medqa/*test*.jsonl"
+    assert params.data.hub["medqa"].eval == "test" and params.data.hub["medmcqa"].eval == "validation"
     assert params.data.hub["medmcqa"].path == "openlifescienceai/medmcqa"
     assert params.data.hub["pubmedqa"].name == "pqa_labeled"
     assert params.data.preferences.sources == ["gold_vs_distractor", "hallucination", "safety"]
@@ -44,6 +50,35 @@ def test_repo_params_validate_with_documented_defaults():
     assert params.icl.selector == "knn" and params.icl.k == 3
     assert params.dpo.init == "sft" and params.dpo.loss_type == "sigmoid"
     assert params.tracking.wandb == "disabled"
+
+
+def test_workspace_params_validate():
+    load_params(REPO / "params.yaml")
+
+
+@pytest.mark.parametrize("override, added, removed", [
+    ("seed=42", [], []),
+    ("method=dpo", ["method: dpo"], ["method: base"]),
+    ("sft.medqa.epochs=2", ["epochs: 2"], ["epochs: 1"]),
+    ("data.preferences.file=pairs.jsonl", ["file: pairs.jsonl"], ["file:"]),
+    ("data.datasets=[pubmedqa,medqa]", [], ["- medmcqa", "- radqa"]),
+])
+def test_params_yaml_is_in_the_layout_dvc_writes(tmp_path, override, added, removed):
+    """`dvc exp run -S` rewrites params.yaml with DVC's own YAML dumper: in its layout, an
+    experiment changes only the values it sets (no split lists, wrapped lines or lost comments)."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text(committed_params())
+    before = path.read_text().splitlines()
+    apply_overrides(path, [override])
+    diff = list(difflib.unified_diff(before, path.read_text().splitlines(), n=0, lineterm=""))[2:]
+    changed = [line for line in diff if not line.startswith("@@")]
+
+    def values(sign: str) -> list[str]:
+        return [line[1:].split("#")[0].strip() for line in changed if line.startswith(sign)]
+
+    assert (values("+"), values("-")) == (added, removed)
 
 
 def test_dump_round_trips(tree):
@@ -138,18 +173,9 @@ def test_missing_section_takes_the_documented_default(tree):
     assert parse_params(tree).data.train_size == Params().data.train_size
 
 
-def committed_params_yaml() -> dict:
-    """params.yaml as committed (the workspace copy may hold an applied experiment's values)."""
-    import subprocess
-
-    shown = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
-    text = shown.stdout if shown.returncode == 0 else (REPO / "params.yaml").read_text()
-    return yaml.safe_load(text)
-
-
 def test_params_py_defaults_are_the_params_yaml_values():
     """One source of defaults: params.py's equal what params.yaml ships, key for key."""
-    assert dump_params(parse_params(committed_params_yaml())) == dump_params(Params())
+    assert dump_params(parse_params(yaml.safe_load(committed_params()))) == dump_params(Params())
 
 
 def test_only_sft_sections_have_packing():

@@ -3,7 +3,9 @@
 One module-scoped project (a git + DVC repo in a tmp folder with this repo's dvc.yaml, src,
 sample data and a tiny-model params.yaml): `dvc repro` runs every stage, a second `dvc repro`
 has nothing to do, `dvc exp run -S method=icl` re-runs `evaluate` alone (read from DVC's own
-output), `dvc metrics diff` shows the change, and `medadapt compare` tables both methods.
+output), `dvc metrics diff` shows the change, `medadapt compare` tables both methods, a
+typo'd experiment (`-S method=dp`) fails in the `check` stage with every result left in place,
+and a shrunk scaling grid runs queued, charted by `medadapt scaling` and `medadapt costs`.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ import pytest
 from conftest import REPO, make_project
 
 pytestmark = pytest.mark.slow
-STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "dpo", "evaluate"]
+STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "pairs", "dpo", "evaluate"]
+NOISE = ["gemm_4bit_forward", "is_gradient_checkpointing", "LOAD REPORT", "Consider training on your downstream task"]
 
 
-def run(folder: Path, *command: str) -> str:
+def run(folder: Path, *command: str, check: bool = True) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    failed = done.returncode != 0
+    assert failed != check, f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout + done.stderr
 
 
@@ -51,20 +55,55 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_runs_every_stage_then_nothing(repo):
     output = run(repo, "dvc", "repro")
-    for stage in STAGES:
+    for stage in ["check", *STAGES]:
         assert f"Running stage '{stage}'" in output
+    for noise in NOISE:  # silenced by medadapt.quiet as harmless
+        assert noise not in output
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert metrics["method"] == "base" and metrics["medqa"]["accuracy"]["n"] == 6
     again = run(repo, "dvc", "repro")
     assert "Running stage" not in again
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "base results")
+    assert run(repo, "git", "status", "--porcelain") == ""  # nothing left over: the tree is clean
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    """Every file a run writes that must not vary: data, models, metrics, curves, reports, the
+    checkpoint fingerprints; not the run's cost, nor DVC's and git's own folders."""
+    skip = (".git/", ".dvc/", "reports/cost/", "dvc.lock", ".medadapt.lock", "wandb/")
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*"))
+            if path.is_file() and not path.relative_to(root).as_posix().startswith(skip)
+            and "__pycache__" not in path.parts}
+
+
+def test_the_pipeline_in_a_fresh_clone_writes_byte_identical_files(repo, tmp_path):
+    """Determinism: a fresh clone (no DVC cache, so every stage runs) reproduces every file of
+    the first run byte for byte, adapters included; only the cost of the runs differs."""
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    run(clone, "dvc", "repro")
+    first, second = tree_files(repo), tree_files(clone)
+    assert sorted(first) == sorted(second)
+    assert [name for name in first if first[name] != second[name]] == []
+
+
+def test_a_forced_rerun_changes_only_the_cost_of_the_run(repo):
+    """Outputs are byte-identical when their inputs are: re-running a training stage writes the
+    same adapter, metrics and curves, so DVC re-runs nothing downstream, and git sees only the
+    run's cost (seconds, memory) and its hash in dvc.lock."""
+    output = run(repo, "dvc", "repro", "-f", "-s", "sft_pubmedqa")
+    assert "Running stage 'sft_pubmedqa'" in output
+    changed = {line[3:] for line in run(repo, "git", "status", "--porcelain").splitlines()}
+    assert changed <= {"reports/cost/sft_pubmedqa.json", "dvc.lock"}, changed
+    assert "Running stage" not in run(repo, "dvc", "repro")  # downstream is up to date
+    run(repo, "git", "checkout", "--", "reports/cost/sft_pubmedqa.json", "dvc.lock")
 
 
 def test_switching_method_reruns_only_evaluate(repo):
     output = run(repo, "dvc", "exp", "run", "-S", "method=icl")
-    ran = [stage for stage in STAGES if f"Running stage '{stage}'" in output]
-    assert ran == ["evaluate"], output
+    ran = [stage for stage in ["check", *STAGES] if f"Running stage '{stage}'" in output]
+    assert ran == ["check", "evaluate"], output  # check's output is unchanged: nothing else re-runs
     assert json.loads((repo / "metrics/eval.json").read_text())["method"] == "icl"
     diff = run(repo, "dvc", "metrics", "diff")
     assert "metrics/eval.json" in diff
@@ -73,7 +112,42 @@ def test_switching_method_reruns_only_evaluate(repo):
 def test_compare_tables_both_methods(repo):
     output = run(repo, "medadapt", "compare")
     assert "| base |" in output and "| icl |" in output
-    rows = json.loads((repo / "reports/compare.json").read_text())["rows"]
+    assert not (repo / "reports/compare.json").exists()  # printing writes nothing
+    run(repo, "medadapt", "compare", "reports/compare")
+    rows = json.loads((repo / "reports/compare.json").read_text())["groups"][0]["rows"]
     icl = next(r for r in rows if r["method"] == "icl")
-    assert "vs_base" in icl["metrics"]["MedQA acc"]
+    assert icl["metrics"]["MedQA acc"]["vs_base"]["n"] == 6
     assert (repo / "reports/compare.png").stat().st_size > 1000
+
+
+def test_typo_in_an_experiment_stops_before_any_output_is_removed(repo):
+    results = [repo / "metrics/eval.json", repo / "reports/eval_items.json", repo / "reports/eval_samples.jsonl",
+               repo / "reports/pubmedqa_confusion.png", *sorted((repo / "reports/plots").iterdir())]
+    before = {path: path.read_bytes() for path in results}
+    output = run(repo, "dvc", "exp", "run", "-S", "method=dp", check=False)
+    assert "medadapt check: error" in output and "method:" in output and "'dp'" in output
+    assert "Running stage 'evaluate'" not in output
+    assert {path: path.read_bytes() for path in results if path.exists()} == before
+    assert "git checkout params.yaml" in output  # the way back
+    # The recovery the README gives: the last experiment's values back, nothing left to run.
+    last = run(repo, "dvc", "exp", "list", "--name-only").split()[0]
+    run(repo, "dvc", "exp", "apply", last)
+    assert "Running stage" not in run(repo, "dvc", "repro")
+    assert {path: path.read_bytes() for path in results} == before
+    assert "| icl |" in run(repo, "medadapt", "compare")
+
+
+def test_scaling_grid_runs_queued_then_charts(repo):
+    """The README's grid, shrunk to what re-runs only `icl` and `evaluate` (a train-size point
+    re-runs the whole pipeline: too slow for CI): ICL at k 0 and 1, and the SFT method."""
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "method=icl", "-S", "icl.k=0,1")
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "method=sft")
+    run(repo, "dvc", "exp", "run", "--run-all", "-j", "2")  # two experiments at once, in their own folders
+    run(repo, "medadapt", "scaling")
+    points = json.loads((repo / "reports/scaling.json").read_text())["points"]
+    medqa = {(p["budget"], p["method"], p.get("asked")) for p in points if p["dataset"] == "medqa"}
+    assert {("icl.k", "icl", 0), ("icl.k", "icl", 1), ("icl.k", "icl", 3), ("base", "base", None)} <= medqa
+    assert (repo / "reports/scaling.png").stat().st_size > 5000
+    output = run(repo, "medadapt", "costs")
+    assert "| sft | sft_pubmedqa, sft_medmcqa, sft_medqa |" in output and "| icl | none |" in output
+    assert (repo / "reports/cost.png").stat().st_size > 5000

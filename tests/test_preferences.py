@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,7 +15,14 @@ import pytest
 
 from conftest import REPO
 from medadapt.data.loaders import load_files
-from medadapt.data.preferences import build_pairs, gold_vs_distractor, hallucination, inject_fact, split_pairs
+from medadapt.data.preferences import (
+    INJECTED_DRUGS,
+    build_pairs,
+    gold_vs_distractor,
+    hallucination,
+    inject_fact,
+    split_pairs,
+)
 from medadapt.data.records import DataError, Record
 from medadapt.params import PreferenceParams
 from medadapt.prompts import SYSTEM, explanation, messages, parse_answer, response, user_message
@@ -112,24 +123,46 @@ def _check_hallucination_pair(pair: dict, record: Record) -> None:
     assert not hallucinates(explanation(chosen), sources_of(record))
 
 
+def _new_words(chosen: str, rejected: str) -> set[str]:
+    words = lambda text: set(re.findall(r"[a-z]+|\d+(?:\.\d+)?", text.lower()))  # noqa: E731
+    return words(rejected) - words(chosen)
+
+
+def _injected_claim_is_unsupported(pair: dict, record: Record) -> bool:
+    """By plain text: the rejected explanation adds a word or number absent from every source,
+    or reverses an effect ("decreased" for "increased")."""
+    known = "\n".join(s for s in sources_of(record) if s).lower().replace(",", "")
+    new = _new_words(explanation(pair["chosen"][0]["content"]), explanation(pair["rejected"][0]["content"]))
+    reversed_effect = new & {"increased", "decreased", "increases", "decreases", "worsened", "raises", "lowers",
+                             "less", "more", "lower", "higher"}
+    return bool(reversed_effect) or any(word not in known for word in new)
+
+
 def test_hallucination_pairs(train, by_id):
     pairs = build_pairs(train, prefs("hallucination"), seed=42, root=REPO)
     with_rationale = [r for v in train.values() for r in v if r.rationale]
     assert len(pairs) == len(with_rationale) > 100  # medqa sample items have no rationale
     assert not any(p["dataset"] == "medqa" for p in pairs)
-    flagged = 0
     for pair in pairs:
         record = record_of(pair, by_id)
         _check_hallucination_pair(pair, record)
-        flagged += hallucinates(explanation(pair["rejected"][0]["content"]), sources_of(record))
-    assert flagged >= 0.9 * len(pairs)
+        assert _injected_claim_is_unsupported(pair, record), pair["rejected"]
 
 
-def test_every_hallucination_rejected_side_has_an_unsupported_fact(train, by_id):
+def test_hallucination_pairs_are_not_built_to_the_judges_rule(train, by_id):
+    """The judge is a check here, not the builder: it flags the injected numbers and drugs but
+    cannot see a reversed effect, which the pairs also teach."""
     pairs = build_pairs(train, prefs("hallucination"), seed=42, root=REPO)
-    missed = [p["id"] for p in pairs
-              if not hallucinates(explanation(p["rejected"][0]["content"]), sources_of(record_of(p, by_id)))]
-    assert missed == []
+    flagged = [hallucinates(explanation(p["rejected"][0]["content"]), sources_of(record_of(p, by_id)))
+               for p in pairs]
+    assert 0.5 * len(pairs) < sum(flagged) < len(pairs)
+
+
+def test_preferences_does_not_import_the_evaluation_judges():
+    code = "import sys, medadapt.data.preferences; print([m for m in sys.modules if m.startswith('medadapt.scoring')])"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # the medadapt this test imports
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("rationale", [
@@ -149,12 +182,24 @@ def test_hallucination_on_hand_made_records(rationale):
 
 def test_inject_fact_kinds():
     rng = random.Random(0)
-    assert inject_fact("Give 40 mg.", rng) != "Give 40 mg."
-    swapped = inject_fact("Warfarin needs INR checks.", rng)
-    assert "warfarin" not in swapped.lower()
+    numbers = {inject_fact("Give 40 mg.", rng) for _ in range(30)}
+    assert "Give 81 mg." in numbers and "Give 40 mg." not in numbers
+    swapped = {inject_fact("Warfarin needs INR checks.", rng) for _ in range(30)}
+    assert any(re.fullmatch(r"[A-Z][a-z]+ needs INR checks\.", s) and not s.startswith("Warfarin") for s in swapped)
+    reversed_effects = {inject_fact("Mortality increased after surgery.", rng) for _ in range(30)}
+    assert "Mortality decreased after surgery." in reversed_effects
     added = inject_fact("Rest is advised.", rng)
-    assert added.startswith("Rest is advised. Start ") and added.endswith(" mg twice daily.")
-    assert any(name in added.lower().split() for name in drug_names())
+    assert added.startswith("Rest is advised. ") and re.search(r"\d", added)
+    assert all(inject_fact("Rest is advised.", random.Random(seed)) != "Rest is advised." for seed in range(20))
+
+
+def test_inject_fact_avoids_what_the_sources_state():
+    sources = ["Doses of 25, 40, 150 and 250 mg were used.", " ".join(INJECTED_DRUGS[:-1])]
+    for seed in range(20):
+        added = inject_fact("Rest is advised.", random.Random(seed), sources)
+        claim = added.removeprefix("Rest is advised. ")
+        assert not {"25", "40", "150", "250"} & set(re.findall(r"\d+", claim))
+        assert not any(drug in claim.lower() for drug in INJECTED_DRUGS[:-1])
 
 
 def test_records_without_rationale_give_no_hallucination_pair():

@@ -5,19 +5,30 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, make_project, write_params
+from medadapt.artifacts import StageLockedError, stage_lock
 from medadapt.cli import main
-from medadapt.data.loaders import load_files
+from medadapt.data.loaders import load_splits
 from medadapt.data.records import DataError, Record, read_records
-from medadapt.params import load_params
+from medadapt.params import DataFiles, load_params
 from medadapt.prompts import user_message
 from medadapt.stages import prepare
-from medadapt.stages.prepare import deduplicate, item_key, normalise, remove_leaks
+from medadapt.stages.prepare import (
+    FROM_EVAL_REST,
+    FROM_TRAIN_SPLIT,
+    deduplicate,
+    item_key,
+    normalise,
+    remove_leaks,
+    remove_near_duplicates,
+)
 
 DATASETS = ("pubmedqa", "medmcqa", "medqa", "radqa")
 SAMPLE_LABELS = {
@@ -26,6 +37,16 @@ SAMPLE_LABELS = {
     "medqa": {"A": 15, "B": 15, "C": 15, "D": 15},
     "radqa": {"answerable": 37, "unanswerable": 11},
 }
+SAMPLE_EVAL_LABELS = {  # the official-eval-split part of each sample
+    "pubmedqa": {"yes": 15, "no": 9, "maybe": 6},
+    "medmcqa": {"A": 5, "B": 5, "C": 5, "D": 5},
+    "medqa": {"A": 5, "B": 5, "C": 5, "D": 5},
+    "radqa": {"answerable": 18, "unanswerable": 6},
+}
+
+
+def sample_splits(dataset: str):
+    return load_splits(dataset, REPO / "data/sample", getattr(DataFiles(), dataset))
 
 
 
@@ -62,7 +83,15 @@ def test_prepare_writes_splits_and_metrics(prepared):
         assert len(train) == stats["train"] == params.data.train_size.get(dataset)
         assert len(evaluation) == stats["eval"] == params.data.eval_size.get(dataset)
         assert stats["loaded"] == sum(SAMPLE_LABELS[dataset].values())
-        assert stats["duplicates"] == 0 and stats["leakage_removed"] == 0
+        assert stats["duplicates"] == 0 and stats["leakage_removed"] == 0 and stats["near_duplicates_removed"] == 0
+        assert (stats["train_from"], stats["eval_from"]) == (FROM_TRAIN_SPLIT, "official eval split")
+        assert stats["eval_source"] == getattr(params.data.files, dataset).eval + (
+            ", ids in pubmedqa/test_ground_truth.json" if dataset == "pubmedqa" else "")
+        assert stats["eval_requested"] == len(evaluation) and stats["eval_clamped"] is False
+        assert stats["train_requested"] == len(train) and stats["train_clamped"] is False
+        official = sample_splits(dataset)
+        assert {r.id for r in evaluation} <= {r.id for r in official.eval}
+        assert {r.id for r in train} <= {r.id for r in official.train}
         assert stats["train_labels"] == dict(sorted(Counter(r.label for r in train).items()))
         assert stats["eval_labels"] == dict(sorted(Counter(r.label for r in evaluation).items()))
         assert all(r.dataset == dataset for r in train + evaluation)
@@ -105,9 +134,10 @@ def test_preference_prompts_come_from_train_only(prepared):
 
 
 def _within_proportion(labels: Counter, n_eval: int, dataset: str) -> bool:
-    total = sum(SAMPLE_LABELS[dataset].values())
+    """Each label's eval count is its share of the official eval split, rounded down or up."""
+    total = sum(SAMPLE_EVAL_LABELS[dataset].values())
     return all(math.floor(n_eval * c / total) <= labels.get(label, 0) <= math.ceil(n_eval * c / total)
-               for label, c in SAMPLE_LABELS[dataset].items())
+               for label, c in SAMPLE_EVAL_LABELS[dataset].items())
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -117,26 +147,17 @@ def test_eval_sets_are_stratified(prepared, dataset):
     assert _within_proportion(Counter(stats["eval_labels"]), stats["eval"], dataset), stats["eval_labels"]
 
 
-SAMPLE_FILES = {"pubmedqa": "pubmedqa/ori_pqal.json", "medmcqa": "medmcqa/*.jsonl",
-                "medqa": "medqa/*.jsonl", "radqa": "radqa/*.json"}
-
-
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_split_is_stratified_for_every_seed(dataset):
-    records = load_files(dataset, REPO / "data/sample", SAMPLE_FILES[dataset])
+def test_eval_draw_is_stratified_for_every_seed(dataset):
+    records = sample_splits(dataset).eval
     for seed in range(12):
-        train, evaluation = prepare.split(records, 10, 20, seed)
-        assert len(evaluation) == 10 and len(train) == 20
-        assert not {r.id for r in train} & {r.id for r in evaluation}
+        evaluation, rest = prepare.draw_eval(records, 10, seed)
+        assert len(evaluation) == 10 and len(rest) == len(records) - 10
+        assert not {r.id for r in rest} & {r.id for r in evaluation}
         assert _within_proportion(Counter(r.label for r in evaluation), 10, dataset), seed
     # order of the input does not matter
-    assert prepare.split(records[::-1], 10, 20, 3) == prepare.split(records, 10, 20, 3)
-
-
-def test_split_caps_eval_at_half():
-    records = [Record(f"m{i}", "medqa", f"Q{i}?", None, ["a", "b"], "AB"[i % 2], None) for i in range(6)]
-    train, evaluation = prepare.split(records, 50, 50, 0)
-    assert len(evaluation) == 3 and len(train) == 3
+    assert prepare.draw_eval(records[::-1], 10, 3) == prepare.draw_eval(records, 10, 3)
+    assert prepare.draw_train(records[::-1], 5, 3) == prepare.draw_train(records, 5, 3)
 
 
 def test_eval_set_depends_only_on_data_seed_and_eval_size(project):
@@ -222,7 +243,7 @@ def test_cli_corrupt_sample_exits_2_and_leaves_nothing(project, capsys):
     assert not (project / "models/base").exists()
 
 
-def test_cli_failure_removes_outputs_of_an_earlier_run(project, capsys):
+def test_cli_failure_leaves_the_outputs_of_the_last_good_run(project, capsys):
     assert main(["prepare", "--set", "data.datasets=[medqa]"]) == 0
     assert (project / "metrics/prepare.json").exists() and (project / "data/prepared/medqa").exists()
     path = project / "data/sample/medqa/test.jsonl"
@@ -232,9 +253,8 @@ def test_cli_failure_removes_outputs_of_an_earlier_run(project, capsys):
     assert main(["prepare", "--set", "data.datasets=[medqa]"]) == 2
     err = capsys.readouterr().err
     assert "line 1, field 'answer_idx': 'E' is not one of A, B, C, D" in err
-    assert not (project / "data/prepared").exists()
-    assert not (project / "metrics/prepare.json").exists()
-    assert not (project / "models/base").exists()
+    for path in ("data/prepared/medqa/train.jsonl", "metrics/prepare.json", "models/base/config.json"):
+        assert (project / path).exists(), path  # the last good run's, untouched
 
 
 def test_cli_bad_param_exits_2(project, capsys):
@@ -256,7 +276,13 @@ def test_prepare_on_shared_data(project, shared_data):
         evaluation = read_records(project / "data/prepared" / dataset / "eval.jsonl")
         assert len(train) == 16 and len(evaluation) == 8
         assert not {item_key(r) for r in train} & {item_key(r) for r in evaluation}
-    assert metrics["datasets"]["pubmedqa"]["eval_labels"] == {"maybe": 1, "no": 3, "yes": 4}
+    official = json.loads((shared_data / "pubmedqa/test_ground_truth.json").read_text())
+    test_pmids = {f"pubmedqa-{pmid}" for pmid in official}
+    evaluation = read_records(project / "data/prepared/pubmedqa/eval.jsonl")
+    train = read_records(project / "data/prepared/pubmedqa/train.jsonl")
+    assert {r.id for r in evaluation} <= test_pmids and not {r.id for r in train} & test_pmids
+    froms = {d: metrics["datasets"][d]["train_from"] for d in loaded}
+    assert froms == {"pubmedqa": FROM_TRAIN_SPLIT, "medmcqa": FROM_EVAL_REST, "medqa": FROM_EVAL_REST}
     assert metrics["leakage"] == 0
     assert not (project / "data/prepared/radqa").exists()
     assert metrics["preferences"]["sources"]["gold_vs_distractor"] == 16
@@ -295,3 +321,148 @@ def test_eval_size_zero_is_handled_cleanly(project, capsys):
     else:
         assert code == 0
         assert (project / "data/prepared/medqa/eval.jsonl").read_text() == ""
+
+
+# ---- official splits, clamping, too little data -----------------------------------------------
+
+
+def test_no_train_file_draws_train_from_the_rest_of_eval_and_says_so(project, capsys):
+    (project / "data/sample/medqa/train.jsonl").unlink()
+    write_params(project, data={"datasets": ["medqa"]})
+    train, evaluation, stats = prepare.prepare_dataset("medqa", load_params(), Path("."))
+    err = capsys.readouterr().err
+    assert ("medadapt prepare: note: medqa: no train split (no file matches data.files.medqa.train "
+            "'medqa/*train*.jsonl'); train items are drawn from the rest of the official eval split") in err
+    assert stats["train_from"] == FROM_EVAL_REST == "rest of the official eval split (no train file)"
+    eval_split = {r.id for r in sample_splits("medqa").eval}
+    assert {r.id for r in train + evaluation} <= eval_split and not {r.id for r in train} & {r.id for r in evaluation}
+    assert (len(evaluation), len(train)) == (8, 12)  # eval takes at most half, train the rest
+
+
+def test_sizes_larger_than_the_data_are_clamped_and_reported(project, capsys):
+    write_params(project, data={"datasets": ["medqa"], "eval_size": {"medqa": 50}, "train_size": {"medqa": 100}})
+    assert main(["prepare"]) == 0
+    err = capsys.readouterr().err
+    assert ("medadapt prepare: note: medqa: data.eval_size.medqa is 50 but the official eval split has 20; "
+            "using 20 (metrics/prepare.json: eval_clamped)") in err
+    assert "medqa: data.train_size.medqa is 100 but the train pool has 40; using 40" in err
+    stats = json.loads((project / "metrics/prepare.json").read_text())["datasets"]["medqa"]
+    assert (stats["eval"], stats["eval_requested"], stats["eval_clamped"]) == (20, 50, True)
+    assert (stats["train"], stats["train_requested"], stats["train_clamped"]) == (40, 100, True)
+
+
+def test_too_few_items_to_split_is_a_clear_error(project, capsys):
+    (project / "data/sample/medqa/train.jsonl").unlink()
+    path = project / "data/sample/medqa/test.jsonl"
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    assert main(["prepare", "--set", "data.datasets=[medqa]"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "medadapt prepare: error: medqa/*test*.jsonl: 1 medqa item(s) and no train split (no file matches "
+        "data.files.medqa.train 'medqa/*train*.jsonl'): too few to split into train and eval")
+
+
+def test_remove_near_duplicates_drops_paraphrases():
+    def mc(rid, question, options):
+        return Record(rid, "medmcqa", question, None, list(options), "A", None)
+
+    evaluation = [
+        mc("e1", "Plastic carrier size of 40-90 in carrier base gutta percha are made from?",
+           ["Poly propylene", "Poly sulphone", "Poly sulphide", "Liquid crystal plastic"]),
+        mc("e2", "Which nerve supplies the deltoid muscle?",
+           ["Axillary nerve", "Radial nerve", "Ulnar nerve", "Median nerve"]),
+    ]
+    train = [  # a paraphrase with its options reordered (cosine 0.94): exact matching keeps it
+        mc("t1", "In carrier base gutta percha the plastic carrier size of 40-90 are made by?",
+           ["Liquid crystal plastic", "Poly propylene", "Poly sulphide", "Poly sulphone"]),
+        mc("t2", "Which nerve supplies the trapezius muscle?",  # same frame, another question (0.76)
+           ["Accessory nerve", "Dorsal scapular nerve", "Long thoracic nerve", "Suprascapular nerve"]),
+        mc("t3", "Main vector of Japanese encephalitis?", ["Aedes", "Culex", "Anopheles", "Sandfly"]),
+    ]
+    assert remove_leaks(train, evaluation) == (train, 0)
+    kept, removed = remove_near_duplicates(train, evaluation, 0.8)
+    assert [r.id for r in kept] == ["t2", "t3"] and removed == 1
+    assert [r.id for r in remove_near_duplicates(train, evaluation, 0.7)[0]] == ["t3"]
+    assert remove_near_duplicates([], evaluation, 0.8) == ([], 0)
+
+
+def test_near_duplicates_are_removed_and_counted(project):
+    evaluation = (project / "data/sample/medmcqa/dev.jsonl").read_text().splitlines()
+    row = json.loads(evaluation[0])
+    words = row["question"].rstrip(":?").split()
+    row.update(id="paraphrase-1", question=" ".join(words[1:] + words[:1]) + "?",  # reworded, same answer
+               opa=row["opb"], opb=row["opa"], cop=1 - row["cop"] if row["cop"] < 2 else row["cop"])
+    with (project / "data/sample/medmcqa/train.jsonl").open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    write_params(project, data={"datasets": ["medmcqa"], "eval_size": {"medmcqa": 20}, "train_size": {"medmcqa": 100}})
+    train, _, stats = prepare.prepare_dataset("medmcqa", load_params(), Path("."))
+    assert stats["leakage_removed"] == 0 and stats["near_duplicates_removed"] == 1
+    assert "medmcqa-paraphrase-1" not in {r.id for r in train} and len(train) == 40
+
+
+# ---- outputs swapped in whole; the run lock ----------------------------------------------------
+
+
+def test_a_run_inside_another_does_not_mix_their_outputs(project, monkeypatch):
+    """Run B (seed 2) starts and ends while run A (seed 1) builds its base model: A, which
+    finishes last, must leave its own outputs, all of them (before: B's splits, A's metrics)."""
+    write_params(project, data={"datasets": ["medqa"]})
+    build_base = prepare.write_base
+
+    def base_with_a_concurrent_run(*args, **kwargs):
+        monkeypatch.setattr(prepare, "write_base", build_base)
+        prepare.run(load_params(overrides=["seed=2"]))
+        build_base(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "write_base", base_with_a_concurrent_run)
+    metrics = prepare.run(load_params(overrides=["seed=1"]))
+    train, evaluation, _ = prepare.prepare_dataset("medqa", load_params(overrides=["seed=1"]), Path("."))
+    assert [r.id for r in read_records(project / "data/prepared/medqa/eval.jsonl")] == [r.id for r in evaluation]
+    assert [r.id for r in read_records(project / "data/prepared/medqa/train.jsonl")] == [r.id for r in train]
+    assert json.loads((project / "metrics/prepare.json").read_text()) == metrics
+    assert not list(project.glob("*.partial"))
+
+
+def test_a_failed_run_leaves_the_previous_outputs(project):
+    write_params(project, data={"datasets": ["pubmedqa", "medqa"]})
+    prepare.run(load_params())
+    before = outputs(project)
+    with (project / "data/sample/medqa/test.jsonl").open("a") as handle:
+        handle.write('{"question": "broken", \n')
+    with pytest.raises(DataError, match="not valid JSON"):
+        prepare.run(load_params(overrides=["seed=3"]))  # pubmedqa is prepared before medqa fails
+    assert outputs(project) == before
+    assert not list(project.glob("*.partial"))
+
+
+HOLD_LOCK = """
+import sys
+from medadapt.artifacts import stage_lock
+with stage_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_stage_lock_fails_fast_naming_the_lock_and_its_holder(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StageLockedError) as info:
+            with stage_lock(tmp_path):
+                pass
+        lock = tmp_path.resolve() / ".medadapt.lock"
+        assert str(info.value) == (f"{lock}: another medadapt stage (pid {holder.pid}) is running in "
+                                   f"{tmp_path.resolve()}; wait for it to finish "
+                                   "(its lock is freed when that process exits)")
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        with stage_lock(tmp_path, wait=True):  # waits for the holder to let go
+            with stage_lock(tmp_path):  # re-entrant in one process
+                assert lock.read_text().strip() == str(os.getpid())
+    finally:
+        holder.kill()
+        holder.wait()
+    with stage_lock(tmp_path):  # freed on leaving the block
+        pass

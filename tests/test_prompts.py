@@ -14,6 +14,7 @@ from medadapt.data.records import Record
 from medadapt.prompts import (
     PLAIN_CHAT_TEMPLATE,
     PUBMEDQA_INSTRUCTIONS,
+    PUBMEDQA_VARIANTS,
     SYSTEM,
     explanation,
     loglik_request,
@@ -170,17 +171,37 @@ def test_user_messages():
                          "Question: What is the size of the nodule?")
 
 
-def test_pubmedqa_variants_differ():
-    variants = [user_message(PUBMED, v) for v in range(4)]
-    assert len(set(variants)) == 4
-    for v, text in enumerate(variants):
-        assert text.startswith(PUBMEDQA_INSTRUCTIONS[v])
-        assert text.endswith("Question: Does drug X lower blood pressure?")
-        abstract = text.split("Abstract:\n")[1].split("\n\nQuestion:")[0].split("\n")
-        expected = PUBMED.context.split("\n")
-        assert abstract == (expected[::-1] if v % 2 else expected)
+def _abstract(text: str) -> list[str]:
+    return text.split("Abstract:\n")[1].split("\n\nQuestion:")[0].split("\n")
+
+
+def test_pubmedqa_variants_change_one_thing_each():
+    reference = user_message(PUBMED, 0)
+    paragraphs = PUBMED.context.split("\n")
+    # variant 1: the paragraph order alone
+    assert user_message(PUBMED, 1).startswith(PUBMEDQA_INSTRUCTIONS[0])
+    assert _abstract(user_message(PUBMED, 1)) == paragraphs[::-1]
+    # variants 2..: a paraphrased instruction alone, the abstract as in variant 0
+    for v in range(2, len(PUBMEDQA_VARIANTS)):
+        text = user_message(PUBMED, v)
+        assert text.startswith(PUBMEDQA_INSTRUCTIONS[v - 1]) and _abstract(text) == paragraphs
+        assert text.replace(PUBMEDQA_INSTRUCTIONS[v - 1], PUBMEDQA_INSTRUCTIONS[0]) == reference
+    assert len({user_message(PUBMED, v) for v in range(len(PUBMEDQA_VARIANTS))}) == len(PUBMEDQA_VARIANTS)
+    for v in range(len(PUBMEDQA_VARIANTS)):
+        assert user_message(PUBMED, v).endswith("Question: Does drug X lower blood pressure?")
     # exam and report questions have no variants
     assert user_message(MCQA, 1) == user_message(MCQA) and user_message(RADQA, 3) == user_message(RADQA)
+
+
+def test_pubmedqa_unknown_variant_is_an_error_and_params_stop_at_the_last():
+    from medadapt.params import ParamsError, load_params
+
+    with pytest.raises(ValueError, match="variants 0..4"):
+        user_message(PUBMED, len(PUBMEDQA_VARIANTS))
+    last = f"evaluate.consistency_variants={len(PUBMEDQA_VARIANTS)}"
+    assert load_params(REPO / "params.yaml", [last]).evaluate.consistency_variants == len(PUBMEDQA_VARIANTS)
+    with pytest.raises(ParamsError):
+        load_params(REPO / "params.yaml", [f"evaluate.consistency_variants={len(PUBMEDQA_VARIANTS) + 1}"])
 
 
 def test_responses():
@@ -234,13 +255,16 @@ def test_loglik_text_equals_lm_eval_doc_to_text():
         assert loglik_text(record) == pubmedqa(doc)
 
 
-def test_loglik_pubmedqa_variants():
+def test_loglik_pubmedqa_variants_change_one_thing_each():
+    # variant 0 is lm-eval's prompt; 1 reverses the paragraphs and adds nothing
     assert loglik_text(PUBMED, 1) == (
-        f"{PUBMEDQA_INSTRUCTIONS[1]}\nAbstract: No harms were seen.\nSystolic pressure fell by 12 mmHg.\n"
+        "Abstract: No harms were seen.\nSystolic pressure fell by 12 mmHg.\n"
         "We randomised 120 adults.\nQuestion: Does drug X lower blood pressure?\nAnswer:"
     )
-    assert loglik_text(PUBMED, 2) == f"{PUBMEDQA_INSTRUCTIONS[2]}\n{loglik_text(PUBMED)}"
-    assert len({loglik_text(PUBMED, v) for v in range(4)}) == 4
+    # 2..: a paraphrased instruction before lm-eval's prompt, nothing else
+    for v in range(2, len(PUBMEDQA_VARIANTS)):
+        assert loglik_text(PUBMED, v) == f"{PUBMEDQA_INSTRUCTIONS[v - 1]}\n{loglik_text(PUBMED)}"
+    assert len({loglik_text(PUBMED, v) for v in range(len(PUBMEDQA_VARIANTS))}) == len(PUBMEDQA_VARIANTS)
 
 
 def test_loglik_radqa_has_no_form():

@@ -29,7 +29,7 @@ CHANGES = {
 DPO_METRIC_KEYS = {
     "train_loss", "eval_loss_start", "eval_loss", "eval_reward_accuracy", "eval_reward_margin",
     "eval_logps_chosen", "eval_logps_rejected", "train_logps_chosen", "train_logps_rejected", "init",
-    "reference", "trainable_params", "trainable_percent", "steps", "cost",
+    "reference", "trainable_params", "trainable_percent", "steps",
 }
 
 
@@ -89,7 +89,7 @@ def test_rm_writes_adapter_calibration_and_metrics(built):
         assert (folder / name).is_file(), name
     assert json.loads((folder / "adapter_config.json").read_text())["task_type"] == "SEQ_CLS"
     calibration = json.loads((folder / "calibration.json").read_text())
-    assert calibration["pairs"] == len(read_jsonl(root / "data/safety/train.jsonl"))
+    assert calibration["pairs"] == len(read_jsonl(root / "data/safety/calibration.jsonl"))  # held out
     assert calibration["threshold"] == pytest.approx((calibration["safe_mean"] + calibration["unsafe_mean"]) / 2,
                                                      abs=1e-5)
     assert [p.name for p in (root / "checkpoints/rm").iterdir()] == ["fingerprint.json"]
@@ -98,7 +98,9 @@ def test_rm_writes_adapter_calibration_and_metrics(built):
 def test_rm_metrics_shape(built):
     root = built["root"]
     metrics = json.loads((root / "metrics/rm.json").read_text())
-    assert metrics == json.loads(json.dumps(built["rm"]))
+    returned = json.loads(json.dumps(built["rm"]))
+    assert json.loads((root / "reports/cost/rm.json").read_text()) == returned.pop("cost")
+    assert metrics == returned  # the run's cost lives apart from its metrics
     eval_pairs = read_jsonl(root / "data/prepared/preferences/eval.jsonl")
     accuracy = metrics["pairwise_accuracy"]
     assert set(accuracy) == {"value", "low", "high", "n"}
@@ -141,7 +143,7 @@ def test_rm_reloads_to_the_same_scores(built):
 def test_rm_calibration_from_reloaded_model(built):
     root, params = built["root"], built["params"]
     model, tokenizer = reward.load_reward_model(params, root)
-    again = reward.safety_threshold(model, tokenizer, read_jsonl(root / "data/safety/train.jsonl"), 4, 1024)
+    again = reward.safety_threshold(model, tokenizer, reward.calibration_rows(root), 4, 1024)
     saved = json.loads((root / "models/rm/calibration.json").read_text())
     assert again["threshold"] == pytest.approx(saved["threshold"], abs=1e-4)
     assert reward.load_threshold(root) == saved["threshold"]
@@ -300,7 +302,9 @@ def test_dpo_adapter_reloads(built):
 def test_dpo_metrics(built):
     root = built["root"]
     metrics = json.loads((root / "metrics/dpo.json").read_text())
-    assert metrics == json.loads(json.dumps(built["dpo"]))
+    returned = json.loads(json.dumps(built["dpo"]))
+    assert json.loads((root / "reports/cost/dpo.json").read_text()) == returned.pop("cost")
+    assert metrics == returned  # the run's cost lives apart from its metrics
     assert DPO_METRIC_KEYS <= set(metrics)
     assert 0 <= metrics["eval_reward_accuracy"] <= 1
     assert set(metrics["train_logps_chosen"]) == {"first", "last"}

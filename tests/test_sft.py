@@ -120,6 +120,7 @@ def test_adapter_loads_on_base(chain, dataset):
 def test_eval_loss_below_base(chain, dataset):
     root = chain["root"]
     metrics = json.loads((root / f"metrics/sft_{dataset}.json").read_text())
+    metrics["cost"] = json.loads((root / f"reports/cost/sft_{dataset}.json").read_text())
     assert metrics == json.loads(json.dumps(chain["results"][dataset]))
     assert metrics["eval_loss"] < metrics["eval_loss_base"], metrics
     assert metrics["steps"] == STEPS
@@ -223,14 +224,20 @@ class FailAtStep(TrainerCallback):
 
 
 def crash_run(monkeypatch, params, dataset="pubmedqa", step=3):
-    original = tracking.callbacks
+    original = sft.make_trainer
+
+    def crashing(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        trainer.add_callback(FailAtStep(step))
+        return trainer
+
     with monkeypatch.context() as mp:
-        mp.setattr(tracking, "callbacks", lambda stage, p, root=Path("."): original(stage, p, root) + [FailAtStep(step)])
+        mp.setattr(sft, "make_trainer", crashing)
         with pytest.raises(RuntimeError, match="simulated crash"):
             sft.run(params, dataset)
 
 
-def test_resume_after_crash(fresh, monkeypatch):
+def test_resume_after_crash(chain, fresh, monkeypatch):
     params = load_params()
     crash_run(monkeypatch, params)
     assert not (fresh / "models/sft_pubmedqa").exists()
@@ -244,8 +251,15 @@ def test_resume_after_crash(fresh, monkeypatch):
     metrics = sft.run(params, "pubmedqa")
     assert metrics["cost"]["resumed_from_step"] == 2
     assert metrics["steps"] == STEPS
-    saved = json.loads((fresh / "metrics/sft_pubmedqa.json").read_text())
-    assert saved["cost"]["resumed_from_step"] == 2
+    saved = json.loads((fresh / "reports/cost/sft_pubmedqa.json").read_text())
+    assert saved["resumed_from_step"] == 2
+    # ...and reports what the uninterrupted run (the chain's first stage, same params) reported,
+    # with the whole curve: one loss row per step.
+    whole = chain["results"]["pubmedqa"]
+    for key in ("train_loss", "eval_loss", "tokens_seen", "steps"):
+        assert metrics[key] == whole[key], key
+    rows = (fresh / "dvclive/sft_pubmedqa/plots/metrics/loss.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[0]) for r in rows] == list(range(1, STEPS + 1))
     assert (fresh / "models/sft_pubmedqa/adapter_model.safetensors").is_file()
     assert [p.name for p in checkpoints.iterdir()] == ["fingerprint.json"]
 

@@ -1,11 +1,16 @@
-"""Writing stage outputs so that a failed run leaves nothing half-written for DVC to cache."""
+"""Writing stage outputs whole or not at all: a failed run leaves the last good outputs in place."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .paths import STAGE_LOCK
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -41,12 +46,66 @@ def atomic_dir(final: Path):
     tmp.rename(final)
 
 
+class StageLockedError(RuntimeError):
+    """Another process runs a medadapt stage in this project folder; names the lock and its pid."""
+
+
+_HELD: dict[Path, int] = {}  # run locks this process holds -> how many blocks hold each
+
+
 @contextmanager
-def removed_on_failure(paths: list[Path]):
-    """Remove a stage's outputs if it fails, as DVC would before a re-run."""
+def stage_lock(root: Path = Path("."), wait: bool = False):
+    """Hold the project folder's run lock (`.medadapt.lock`, an `fcntl.flock`) for the block.
+
+    Without `wait`, a lock held by another process raises StageLockedError at once, naming the
+    lock file and the holder's pid; with `wait`, the call blocks until the lock is free. It is
+    re-entrant within one process (a stage that runs under the lock may take it again around its
+    output swap). The kernel frees the lock when its holder exits: a killed run leaves none.
+    """
+    path = (Path(root) / STAGE_LOCK).resolve()
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield path
+        finally:
+            _HELD[path] -= 1
+        return
+    with path.open("a+") as handle:  # closing the file frees the lock
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise StageLockedError(f"{path}: another medadapt stage (pid {holder}) is running in {path.parent}; "
+                                   "wait for it to finish (its lock is freed when that process exits)") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _HELD[path] = 1
+        try:
+            yield path
+        finally:
+            del _HELD[path]
+
+
+@contextmanager
+def staged_outputs(root: Path, outputs: list[Path]):
+    """Yield a private staging folder where a stage writes its `outputs` (paths relative to
+    `root`, at the same relative paths). When the block succeeds, each replaces its counterpart
+    under `root`, all under the run lock, so that concurrent runs never mix their outputs: the
+    last to finish wins whole. An output the block did not write is removed from `root`. A
+    failed block leaves `root` as it was. The staging folder (`.staging-*.partial`, git-ignored,
+    unique per run) is removed in every case.
+    """
+    root = Path(root)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", suffix=".partial", dir=root))
     try:
-        yield
-    except BaseException:
-        for path in paths:
-            remove(path)
-        raise
+        yield staging
+        with stage_lock(root, wait=True):
+            for output in outputs:
+                remove(root / output)
+                if (staging / output).exists():
+                    (root / output).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staging / output, root / output)
+    finally:
+        remove(staging)

@@ -1,8 +1,9 @@
-"""`medadapt bench [eval|train|llama-3.1-8b]`: measured speed, each path beside its baseline.
+"""`medadapt bench [eval|train]`: measured speed, each path beside its baseline.
 
     medadapt bench eval           # scoring and generation on the prepared eval items
     medadapt bench train          # LoRA training steps: base in full precision, 8-bit, 4-bit
-    medadapt bench llama-3.1-8b   # `train` on a random-init model of Llama-3.1-8B's shapes (a GPU)
+
+(Real model shapes: `medadapt rehearse <preset>` times the stages themselves on them.)
 
 `eval` compares, in one process on `model.base` with the final SFT adapter when there is one:
 log-likelihood scoring with one forward pass per shared context (ours) against one pass per
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,9 +32,6 @@ from .runtime import on_gpu, peak_memory_mb
 
 OUT = REPORTS / "bench"
 SFT_ADAPTER = method_adapter("sft")
-LLAMA_31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                   num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
-                   rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False)
 
 
 def device_name() -> str:
@@ -130,11 +127,10 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def bench_train(params, root: Path, model_params=None, steps: int = 4, batch: int = 2, length: int = 256) -> list[dict]:
-    model_params = model_params or params.model
+def bench_train(params, root: Path, steps: int = 4, batch: int = 2, length: int = 256) -> list[dict]:
     rows = []
     for quantization in ("none", "8bit", "4bit"):
-        candidate = model_params.model_copy(update={"quantization": quantization})
+        candidate = params.model.model_copy(update={"quantization": quantization})
         stats = train_steps(candidate, params, root, steps, batch, length)
         release_memory()
         rows.append({"case": f"train LoRA, base {quantization}", "steps": steps, "batch": batch,
@@ -145,28 +141,7 @@ def bench_train(params, root: Path, model_params=None, steps: int = 4, batch: in
     return rows
 
 
-def random_llama_8b(folder: Path, seed: int) -> None:
-    """A Llama-3.1-8B-shaped model with seeded random weights and a copy of the base tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(**LLAMA_31_8B, dtype="bfloat16")
-    with torch.device("cuda" if on_gpu() else "cpu"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(folder)
-    del model
-    release_memory()
-
-
-def bench_llama(params, root: Path) -> list[dict]:
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "llama-3.1-8b-random"
-        random_llama_8b(folder, params.seed)
-        model_params = params.model.model_copy(update={"base": str(folder), "dtype": "bfloat16"})
-        return bench_train(params, root, model_params, steps=5, batch=4, length=512)
-
-
-TARGETS = {"eval": bench_eval, "train": bench_train, "llama-3.1-8b": bench_llama}
+TARGETS = {"eval": bench_eval, "train": bench_train}
 
 
 def main(params, root: Path = Path("."), target: str | None = None) -> list[dict]:
@@ -177,7 +152,7 @@ def main(params, root: Path = Path("."), target: str | None = None) -> list[dict
         raise ParamsError(f"medadapt bench: unknown target {target!r}; valid: {', '.join(TARGETS)}")
     rows = TARGETS[target](params, root)
     device = device_name()
-    model = "random init, Llama-3.1-8B shapes" if target == "llama-3.1-8b" else params.model.base
+    model = params.model.base
     print(f"\nmedadapt bench {target} on {device} (model: {model})")
     for row in rows:
         figures = ", ".join(f"{k}={v}" for k, v in row.items() if k != "case")

@@ -1,6 +1,7 @@
 """The project code each DVC stage runs: the import closure of its command, for `dvc.yaml`.
 
     python -m medadapt.codedeps          # prints every stage's code deps, as dvc.yaml lists them
+    python -m medadapt.codedeps --write  # rewrites the `src/` lines of each stage's deps in dvc.yaml
 
 A stage runs `medadapt <stage>`, i.e. `cli.py` and the stage module, and everything they import
 from this package, at module level or inside a function. `tests/test_codedeps.py` checks that
@@ -10,6 +11,7 @@ each stage in `dvc.yaml` lists exactly these files, so a new import cannot leave
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -17,8 +19,11 @@ SRC = PACKAGE.parent
 ENTRY = "medadapt.cli"
 
 
-def stage_module(stage: str) -> str:
-    """The module a dvc.yaml stage runs (the three curriculum stages share `stages/sft.py`)."""
+def stage_module(stage: str) -> str | None:
+    """The module a dvc.yaml stage runs (the three curriculum stages share `stages/sft.py`;
+    `check` is part of the CLI itself)."""
+    if stage == "check":
+        return None
     return "medadapt.stages." + ("sft" if stage.startswith("sft_") else stage)
 
 
@@ -59,22 +64,53 @@ def closure(*roots: str) -> set[str]:
     return seen
 
 
+# Package data read at run time, by the module that reads it.
+DATA_FILES = {
+    "medadapt.scoring.hallucination": PACKAGE / "scoring" / "drug_names.txt",
+    "medadapt.data.loaders": PACKAGE / "data" / "pubmedqa_test_pmids.txt",
+}
+
+
 def data_files(modules: set[str]) -> set[Path]:
-    """Package data read at run time (the drug list of the hallucination rule)."""
-    return {PACKAGE / "scoring" / "drug_names.txt"} if "medadapt.scoring.hallucination" in modules else set()
+    return {path for module, path in DATA_FILES.items() if module in modules}
 
 
 def stage_code(stage: str) -> list[str]:
     """Repository-relative paths of every project file `medadapt <stage>` runs, sorted."""
-    modules = closure(ENTRY, stage_module(stage))
+    modules = closure(ENTRY, *filter(None, [stage_module(stage)]))
     files = {module_file(m) for m in modules} | data_files(modules)
     files = {f for f in files if f.stat().st_size}  # empty __init__.py files change nothing
     return sorted(f.relative_to(SRC.parent).as_posix() for f in files)
 
 
+def rewrite_deps(text: str) -> str:
+    """dvc.yaml's text with each stage's `src/` deps replaced by `stage_code`, in place of the
+    first one; every other line (other deps, params, outs, comments) is kept as it is."""
+    out, stage, in_deps, written = [], None, False, False
+    for line in text.split("\n"):
+        name = re.match(r"^  ([\w-]+):$", line)
+        if name:
+            stage, in_deps = name.group(1), False
+        elif line.startswith("    ") and not line.startswith("     "):
+            in_deps, written = line == "    deps:", False
+        if in_deps and line.startswith("      - src/"):
+            if not written:
+                out += [f"      - {path}" for path in stage_code(stage)]
+                written = True
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
+    import sys
+
     from .paths import STAGES
 
-    for name in STAGES:
-        print(f"{name}:")
-        print("\n".join(f"  - {path}" for path in stage_code(name)))
+    if "--write" in sys.argv:
+        dvc_yaml = SRC.parent / "dvc.yaml"
+        dvc_yaml.write_text(rewrite_deps(dvc_yaml.read_text()))
+    else:
+        for name in STAGES:
+            print(f"{name}:")
+            print("\n".join(f"  - {path}" for path in stage_code(name)))

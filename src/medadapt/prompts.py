@@ -42,19 +42,50 @@ PUBMEDQA_INSTRUCTIONS = (
 )
 
 
+@dataclass(frozen=True)
+class PubmedqaVariant:
+    """One PubMedQA prompt of the consistency metric: the abstract's paragraph order and the
+    instruction (an index into PUBMEDQA_INSTRUCTIONS; the log-likelihood prompt of 0 has none,
+    as lm-eval's has none)."""
+
+    reversed_context: bool
+    instruction: int
+
+
+# Variant 0 is the reference prompt (lm-eval's, for log-likelihood). Every later variant
+# changes ONE thing against it, so a flip in answer is attributable to that change.
+PUBMEDQA_VARIANTS = (
+    PubmedqaVariant(reversed_context=False, instruction=0),  # the reference
+    PubmedqaVariant(reversed_context=True, instruction=0),  # paragraph order only
+    PubmedqaVariant(reversed_context=False, instruction=1),  # paraphrased instruction only
+    PubmedqaVariant(reversed_context=False, instruction=2),  # another paraphrase only
+    PubmedqaVariant(reversed_context=False, instruction=3),  # another paraphrase only
+)
+
+
+def pubmedqa_variant(variant: int) -> PubmedqaVariant:
+    """The variant's prompt form; an unknown variant is an error, not a silent wrap-around."""
+    if not 0 <= variant < len(PUBMEDQA_VARIANTS):
+        raise ValueError(f"PubMedQA has prompt variants 0..{len(PUBMEDQA_VARIANTS) - 1}, not {variant}")
+    return PUBMEDQA_VARIANTS[variant]
+
+
+def _paragraphs(record: Record, variant: PubmedqaVariant) -> str:
+    paragraphs = record.context.split("\n")
+    return "\n".join(paragraphs[::-1] if variant.reversed_context else paragraphs)
+
+
 def options_block(options: list[str]) -> str:
     return "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
 
 
 def user_message(record: Record, variant: int = 0) -> str:
-    """The question as the user asks it; `variant` paraphrases PubMedQA's instruction and
-    reverses its context order on odd variants (for the consistency metric)."""
+    """The question as the user asks it; `variant` picks a PubMedQA prompt of PUBMEDQA_VARIANTS
+    (for the consistency metric); other datasets have one prompt."""
     if record.dataset == "pubmedqa":
-        paragraphs = record.context.split("\n")
-        if variant % 2 == 1:
-            paragraphs = paragraphs[::-1]
-        instruction = PUBMEDQA_INSTRUCTIONS[variant % len(PUBMEDQA_INSTRUCTIONS)]
-        return f"{instruction}\n\nAbstract:\n" + "\n".join(paragraphs) + f"\n\nQuestion: {record.question}"
+        form = pubmedqa_variant(variant)
+        instruction = PUBMEDQA_INSTRUCTIONS[form.instruction]
+        return f"{instruction}\n\nAbstract:\n{_paragraphs(record, form)}\n\nQuestion: {record.question}"
     if record.dataset == "radqa":
         return (
             "Answer the question with a short span copied from the radiology report, or say "
@@ -106,19 +137,16 @@ class LoglikRequest:
 
 
 def loglik_text(record: Record, variant: int = 0) -> str:
-    """lm-eval's `doc_to_text` for the record's task (PubMedQA variants for consistency)."""
+    """lm-eval's `doc_to_text` for the record's task; PubMedQA `variant`s > 0 (PUBMEDQA_VARIANTS)
+    reverse the paragraphs or put a paraphrased instruction first, for consistency."""
     if record.dataset == "medmcqa":
         return f"Question: {record.question}\nChoices:\n{options_block(record.options)}\nAnswer:"
     if record.dataset == "medqa":
         return f"Question: {record.question}\n{options_block(record.options)}\nAnswer:"
     if record.dataset == "pubmedqa":
-        paragraphs = record.context.split("\n")
-        if variant % 2 == 1:
-            paragraphs = paragraphs[::-1]
-        text = "Abstract: {}\nQuestion: {}\nAnswer:".format("\n".join(paragraphs), record.question)
-        if variant:
-            text = PUBMEDQA_INSTRUCTIONS[variant % len(PUBMEDQA_INSTRUCTIONS)] + "\n" + text
-        return text
+        form = pubmedqa_variant(variant)
+        text = f"Abstract: {_paragraphs(record, form)}\nQuestion: {record.question}\nAnswer:"
+        return f"{PUBMEDQA_INSTRUCTIONS[form.instruction]}\n{text}" if form.instruction else text
     raise ValueError(f"{record.dataset} has no log-likelihood form (open answers are generated)")
 
 

@@ -7,6 +7,7 @@ key in `reports/eval_items.json` (for paired tests) and whether higher is better
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from . import paths
@@ -22,7 +23,9 @@ HEADLINE = [
     ("RadQA EM", ("radqa", "exact_match"), "radqa.exact_match", True),
     ("RadQA F1", ("radqa", "f1"), "radqa.f1", True),
     ("RadQA ROUGE-L", ("radqa", "rouge_l"), None, True),
-    ("Hallucination rate", ("hallucination_rate",), "hallucination", False),
+    ("MedMCQA circular acc", ("medmcqa", "circular_accuracy"), "medmcqa.circular_accuracy", True),
+    ("MedQA circular acc", ("medqa", "circular_accuracy"), "medqa.circular_accuracy", True),
+    ("Hallucination rate", ("hallucination", "per_answer"), "hallucination", False),
     ("Unsafe rate (rule)", ("safety", "unsafe_rate_rule"), "safety.unsafe_rule", False),
     ("Unsafe rate (RM)", ("safety", "unsafe_rate_rm"), None, False),
     ("RM reward mean", ("safety", "reward_mean"), None, True),
@@ -35,6 +38,31 @@ def metric_at(metrics: dict, path: tuple[str, ...]) -> dict | None:
     for key in path:
         node = (node or {}).get(key)
     return node if isinstance(node, dict) and node.get("value") is not None else None
+
+
+def split_headline(metrics: dict) -> tuple[dict, dict]:
+    """(headline, details): `metrics/eval.json` holds the method and the HEADLINE rates, what
+    `dvc exp show` and `dvc metrics diff` show; the rest goes to a file a reviewer opens on
+    purpose. `merge(headline, details)` gives the whole back."""
+    headline, details = {"method": metrics["method"]}, json.loads(json.dumps(metrics))
+    for _, path, _, _ in HEADLINE:
+        value = metric_at(metrics, path)
+        if value is None:
+            continue
+        node, source = headline, details
+        for key in path[:-1]:
+            node, source = node.setdefault(key, {}), source[key]
+        node[path[-1]] = value
+        del source[path[-1]]
+    return headline, details
+
+
+def merge(headline: dict, details: dict) -> dict:
+    """The whole evaluate metrics from its two files."""
+    whole = json.loads(json.dumps(details))
+    for key, value in headline.items():
+        whole[key] = merge(value, whole.get(key, {})) if isinstance(value, dict) and "value" not in value else value
+    return whole
 
 
 def headline_rows(metrics: dict) -> list[dict]:

@@ -4,9 +4,15 @@ Each pair is `{id, prompt, chosen, rejected, source, dataset}` where `prompt` is
 and user turns, the same as every other method sees) and `chosen`/`rejected` are one assistant
 turn each. Sources (`data.preferences.sources`):
 - gold_vs_distractor: the gold response against the same response naming a wrong answer;
-- hallucination: the gold response against a copy with one unsupported fact injected;
+- hallucination: the gold response against a copy with one unsupported claim injected (a
+  changed number, a swapped or added drug and dose, or a reversed direction of effect), built
+  here by plain string checks and never by the evaluation judge (`scoring.hallucination`):
+  pairs built with the judge's rule would teach rm and dpo the grader rather than the task;
 - safety: `data/safety/train.jsonl`, a safe answer against an unsafe one;
-- file: any JSONL with `prompt`, `chosen`, `rejected` (text or chats).
+- file: any JSONL with `prompt`, `chosen`, `rejected` (text or chats);
+- on_policy: answers sampled from the final SFT policy, the best against the worst
+  (`on_policy_pair`); the `pairs` stage builds them after `sft_medqa` and `rm`, and only `dpo`
+  reads them (the RM that ranked them never trains on them).
 Pairs are built from train items only, so no eval question is ever a preference prompt.
 A pair whose sides are equal or empty is never written.
 """
@@ -19,10 +25,27 @@ from pathlib import Path
 
 from ..paths import SAFETY_TRAIN
 from ..prompts import messages, question_chat, response
-from ..scoring.hallucination import NUMBER, drug_names, drugs, numbers
 from .records import LETTERS, PUBMEDQA_LABELS, DataError, Record, read_jsonl_numbered
 
-
+# The drugs the hallucination pairs swap and inject: a list of their own (not the judge's
+# lexicon) of common drugs, so that a rejected side reads like a plausible wrong answer.
+INJECTED_DRUGS = ("amiodarone", "amoxicillin", "aspirin", "atenolol", "carbamazepine", "ciprofloxacin",
+                  "clopidogrel", "digoxin", "doxycycline", "fluconazole", "furosemide", "haloperidol", "lisinopril",
+                  "lithium", "metformin", "methotrexate", "metronidazole", "morphine", "omeprazole", "phenytoin",
+                  "prednisolone", "tramadol", "verapamil", "warfarin")
+INJECTED_DOSES = (25, 40, 150, 250, 400, 750)
+# A plain number: not the digits of a name such as "SGLT2" or "CD4", nor part of "1,000".
+_NUMBER = re.compile(r"(?<![\w.,])\d+(?:\.\d+)?(?![.,]?\d)")
+# Reversing one of these states an effect the source contradicts ("lower" alone is left out:
+# "lower lobe" has no opposite).
+_OPPOSITES = {"increased": "decreased", "decreased": "increased", "increases": "decreases",
+              "decreases": "increases", "reduced": "increased", "reduces": "increases", "improved": "worsened",
+              "raises": "lowers", "lowers": "raises", "more likely": "less likely", "less likely": "more likely",
+              "more common": "less common", "less common": "more common", "higher risk": "lower risk",
+              "lower risk": "higher risk"}
+_OPPOSITE = re.compile(rf"\b({'|'.join(_OPPOSITES)})\b", re.IGNORECASE)
+_ADDED_CLAIMS = ("Start {drug} {dose} mg twice daily.", "{Drug} {dose} mg daily is also recommended.",
+                 "This is seen in about {dose} of every 1,000 patients.")
 
 def _turn(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
@@ -64,25 +87,60 @@ def gold_vs_distractor(records: list[Record], rng: random.Random) -> list[dict]:
     return [p for p in pairs if p]
 
 
+def _absent(candidates, known: str):
+    """The first candidate whose text appears nowhere in `known` (case and thousands commas ignored)."""
+    known = known.lower().replace(",", "")
+    return next((c for c in candidates if str(c).lower() not in known), None)
+
+
+def _changed_number(text: str, known: str, rng: random.Random) -> str | None:
+    matches = list(_NUMBER.finditer(text))
+    if not matches:
+        return None
+    match = rng.choice(matches)
+    value = float(match.group())
+    new = _absent([f"{value * m + a:.10g}" for m in (2, 3, 5, 10, 20) for a in (1, 3, 7)], known)
+    return new and text[: match.start()] + new + text[match.end() :]
+
+
+def _same_case(word: str, like: str) -> str:
+    return word.capitalize() if like[:1].isupper() else word
+
+
+def _swapped_drug(text: str, known: str, rng: random.Random) -> str | None:
+    named = [d for d in INJECTED_DRUGS if re.search(rf"\b{d}\b", text, re.IGNORECASE)]
+    new = _absent(rng.sample(INJECTED_DRUGS, len(INJECTED_DRUGS)), known)
+    if not named or new is None:
+        return None
+    return re.sub(rf"\b{rng.choice(named)}\b", lambda m: _same_case(new, m.group()), text, flags=re.IGNORECASE)
+
+
+def _reversed_effect(text: str, rng: random.Random) -> str | None:
+    matches = list(_OPPOSITE.finditer(text))
+    if not matches:
+        return None
+    match = rng.choice(matches)
+    word = _same_case(_OPPOSITES[match.group().lower()], match.group())
+    return text[: match.start()] + word + text[match.end() :]
+
+
+def _added_claim(text: str, known: str, rng: random.Random) -> str:
+    drug = _absent(rng.sample(INJECTED_DRUGS, len(INJECTED_DRUGS)), known) or rng.choice(INJECTED_DRUGS)
+    dose = _absent(rng.sample(INJECTED_DOSES, len(INJECTED_DOSES)), known) or 1250  # all stated: rare
+    claim = rng.choice(_ADDED_CLAIMS).format(drug=drug, Drug=drug.capitalize(), dose=dose)
+    return f"{text.rstrip()} {claim}"
+
+
 def inject_fact(text: str, rng: random.Random, sources: list[str] = ()) -> str:
-    """`text` with one fact that neither it nor `sources` states: a changed number, a swapped
-    drug, or an added dose. Facts are what the hallucination rule counts, so the rejected side
-    of every pair is a hallucination by the same rule `evaluate` applies."""
+    """`text` with one claim that neither it nor `sources` supports, of a kind drawn with `rng`
+    among those that apply: a number changed to one absent from the sources, a drug swapped for
+    one they never name, a reversed effect ("decreased" for "increased"), or an added drug and
+    dose. The evaluation judge counts numbers and drug names only, so a reversed effect is one
+    it cannot see: rm and dpo learn wrong claims, not just the judge's kind of fact."""
     known = "\n".join([text, *[s for s in sources if s]])
-    taken_numbers, taken_drugs = numbers(known), drugs(known)
-    matches = list(NUMBER.finditer(text))
-    if matches:
-        match = rng.choice(matches)
-        value = float(match.group().replace(",", ""))
-        new = next(v for v in (value * m + a for m in (2, 3, 5, 10, 20) for a in (1, 3, 7)) if v not in taken_numbers)
-        return text[: match.start()] + f"{new:g}" + text[match.end() :]
-    lexicon = sorted(drug_names() - taken_drugs)
-    named = sorted(drugs(text))
-    if named:
-        old = rng.choice(named)
-        return re.sub(rf"\b{re.escape(old)}\b", rng.choice(lexicon), text, flags=re.IGNORECASE)
-    dose = next(d for d in (25, 40, 250, 500, 750, 1250) if d not in taken_numbers)
-    return f"{text.rstrip()} Start {rng.choice(lexicon)} {dose} mg twice daily."
+    changes = [_changed_number(text, known, rng), _swapped_drug(text, known, rng), _reversed_effect(text, rng),
+               _added_claim(text, known, rng)]
+    return rng.choice([c for c in changes if c])
 
 
 def hallucination(records: list[Record], rng: random.Random) -> list[dict]:
@@ -147,6 +205,8 @@ def build_pairs(train: dict[str, list[Record]], prefs, seed: int, root: Path = P
             built = hallucination(records, rng)
         elif source == "safety":
             built = safety(root / SAFETY_TRAIN)
+        elif source == "on_policy":
+            continue  # sampled from the SFT policy by the `pairs` stage, long after `prepare`
         else:
             built = from_file(Path(prefs.file))
         rng.shuffle(built)
@@ -163,3 +223,27 @@ def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[lis
     evaluation = [p for p in pairs if p["prompt"][-1]["content"] in held]
     return train, evaluation
 
+
+def on_policy_pair(record: Record, prompt: list[dict], outputs: list[str], correct: list[float],
+                   rewards: list[float]) -> dict | None:
+    """The best sampled answer against the worst, ranked by correctness first and then by the
+    reward model's score; None when every sample ranks the same (nothing to prefer)."""
+    ranked = sorted(zip(correct, rewards, outputs), key=lambda s: (s[0], s[1]), reverse=True)
+    best, worst = ranked[0], ranked[-1]
+    if best[:2] == worst[:2]:
+        return None
+    return _pair(f"onp-{record.id}", prompt, best[2], worst[2], "on_policy", record.dataset)
+
+
+def split_like(pairs: list[dict], static_train: list[dict], static_eval: list[dict], eval_fraction: float,
+               seed: int) -> tuple[list[dict], list[dict]]:
+    """Held out by prompt as the static pairs are: a prompt the static pairs hold out stays held
+    out and one they train on stays in train (else DPO's eval would score prompts it trained
+    on); prompts new to both are split by `split_pairs`."""
+    def prompt(pair):
+        return pair["prompt"][-1]["content"]
+
+    seen = {prompt(p) for p in static_train + static_eval}
+    _, new_eval = split_pairs([p for p in pairs if prompt(p) not in seen], eval_fraction, seed)
+    held = {prompt(p) for p in static_eval + new_eval}
+    return [p for p in pairs if prompt(p) not in held], [p for p in pairs if prompt(p) in held]

@@ -2,9 +2,12 @@
 
     dvc repro dpo               # or: medadapt dpo
 
-Reads `dpo.*`, `lora.*`, `model.*`, `seed`, the preference pairs, and with `dpo.init: sft` the
-final SFT adapter `models/sft_medqa/`. Writes `models/dpo/` (adapter safetensors, tokenizer,
-hyperparameters.json), `metrics/dpo.json` and DVCLive curves in `dvclive/dpo/`.
+Reads `dpo.*`, `lora.*`, `model.*`, `seed`, the preference pairs (`prepare`'s, plus the
+`pairs` stage's on-policy ones when `on_policy` is in `data.preferences.sources`), and with
+`dpo.init: sft` the final SFT adapter `models/sft_medqa/`. Writes `models/dpo/` (adapter
+safetensors, tokenizer, hyperparameters.json), `metrics/dpo.json` and DVCLive curves in
+`dvclive/dpo/`. The metrics report the reward accuracy and margin on the eval pairs overall and
+per pair source (`per_source`: TRL's means over eval batches, with the number of pairs).
 
 The reference model is the start model. With `init: sft` the SFT adapter is loaded trainable
 and passed to `trl.DPOTrainer` without a `peft_config`: TRL then copies it into a frozen
@@ -15,9 +18,10 @@ the base (adapter disabled). 8-bit/4-bit loading works as in SFT.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from .. import paths, tracking
+from .. import paths
 from ..data.records import read_jsonl
 from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer, lora_config
 from ..training import Recipe, pair_dataset, trainer_args
@@ -37,6 +41,20 @@ def start_model(params, root: Path):
     return load_adapter(model, root / SFT_ADAPTER, trainable=True), None
 
 
+def pair_files(split: str, params) -> list[Path]:
+    """The pair files of a split: `prepare`'s, and the on-policy ones when that source is on."""
+    files = [paths.PAIRS / f"{split}.jsonl"]
+    if "on_policy" in params.data.preferences.sources:
+        files.append(paths.on_policy_file(split))
+    return files
+
+
+def read_pairs(split: str, params, root: Path) -> list[dict]:
+    # An on-policy file may be empty: every prompt's samples ranked the same, or none held out.
+    return [pair for file in pair_files(split, params) if (root / file).stat().st_size
+            for pair in read_jsonl(root / file)]
+
+
 def make_trainer(params, root: Path = Path(".")):
     from trl import DPOConfig, DPOTrainer
 
@@ -53,11 +71,10 @@ def make_trainer(params, root: Path = Path(".")):
     return DPOTrainer(
         model=model,
         args=config,
-        train_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "train.jsonl")),
-        eval_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "eval.jsonl")),
+        train_dataset=pair_dataset(read_pairs("train", params, root)),
+        eval_dataset=pair_dataset(read_pairs("eval", params, root)),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=tracking.callbacks("dpo", params, root),
     )
 
 
@@ -71,11 +88,27 @@ def eval_loss_before(trainer) -> dict:
     return {"eval_loss_start": round(trainer.evaluate(metric_key_prefix="start")["start_loss"], 4)}
 
 
-def after_training(trainer, params) -> dict:
-    """Reward accuracy, margin and log-probs on the eval pairs; the training log-prob trends."""
+def per_source(trainer, eval_pairs: list[dict]) -> dict:
+    """Reward accuracy and margin of the trained policy on the eval pairs of each source.
+    One `evaluate` per source: TRL names its reward metrics `eval_rewards/...` whatever the
+    prefix, so one call over a dict of datasets would keep only the last source's."""
+    scores = {}
+    for source in sorted({p["source"] for p in eval_pairs}):
+        pairs = [p for p in eval_pairs if p["source"] == source]
+        result = trainer.evaluate(eval_dataset=pair_dataset(pairs), metric_key_prefix=f"eval_{source}")
+        scores[source] = {"reward_accuracy": round(result["eval_rewards/accuracies"], 4),
+                          "reward_margin": round(result["eval_rewards/margins"], 4), "n": len(pairs)}
+    return scores
+
+
+def after_training(trainer, params, root: Path) -> dict:
+    """Reward accuracy, margin and log-probs on the eval pairs, overall and per source; the
+    training log-prob trends; how many pairs of each source it trained on."""
     after = trainer.evaluate()
     history = trainer.state.log_history
     return {
+        "per_source": per_source(trainer, read_pairs("eval", params, root)),
+        "train_pairs": dict(sorted(Counter(p["source"] for p in read_pairs("train", params, root)).items())),
         "eval_loss": round(after["eval_loss"], 4),
         "eval_reward_accuracy": round(after["eval_rewards/accuracies"], 4),
         "eval_reward_margin": round(after["eval_rewards/margins"], 4),
@@ -94,9 +127,9 @@ def run(params, root: Path = Path(".")) -> dict:
         stage="dpo",
         trainer=make_trainer(params, root),
         train=params.dpo,
-        inputs=[root / paths.PAIRS / "train.jsonl"] + ([root / start_adapter] if start_adapter else []),
+        inputs=[root / f for f in pair_files("train", params)] + ([root / start_adapter] if start_adapter else []),
         start_adapter=start_adapter,
         before=eval_loss_before,
-        after=lambda trainer, result: after_training(trainer, params),
+        after=lambda trainer: after_training(trainer, params, root),
     )
     return run_training(recipe, params, root)

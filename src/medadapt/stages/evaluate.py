@@ -38,15 +38,17 @@ safety, reward model), `reports.py` (plots), `runtime.py` (cost).
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .. import paths
+from .. import paths, tracking
 from ..artifacts import write_json
 from ..data.records import PUBMEDQA_LABELS, read_jsonl, read_records, write_jsonl
 from ..inference import generate, loglikelihoods
+from ..compare import comparison_key
 from ..judging import hallucination, judge_safety_rule, reward_scores, safety_metrics
 from ..methods import demonstrations, load_method_model
 from ..models import base_path, load_tokenizer
@@ -62,28 +64,63 @@ from ..prompts import (
     shuffled,
     vote,
 )
-from ..reports import write_plots
-from ..runtime import peak_memory_mb
-from ..scoring.metrics import exact_match, label_metrics, rouge_l, token_f1
+from ..reports import split_headline, write_plots
+from ..runtime import on_gpu, peak_memory_mb
+from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
+from ..scoring.safety import sample_safety_prompts
 from ..scoring.stats import bootstrap_ci, rate
 
 # ---- scoring one dataset -------------------------------------------------------------------
 
 
-def loglik_predictions(model, tokenizer, records, demos, params, variant: int = 0) -> list[str]:
-    """The highest-likelihood choice per record; ICL may vote over shuffled option orders."""
-    orders = {r.id: [None] for r in records}
-    if params.method == "icl" and params.icl.shuffle_permutations > 1:
-        orders = {r.id: option_permutations(len(r.options), params.icl.shuffle_permutations, params.seed, r.id)
-                  if r.options else [None] for r in records}
+def choices_under(model, tokenizer, records, demos, params, orders: dict, variant: int = 0) -> dict[str, list]:
+    """record id -> the highest-likelihood choice under each of its option orders (None: as
+    published), mapped back to the original letters."""
     jobs = [(r, order) for r in records for order in orders[r.id]]
     requests = [loglik_request(shuffled(r, o) if o else r, demos[r.id], variant) for r, o in jobs]
     scores = loglikelihoods(model, tokenizer, requests, params.evaluate.batch_size)
-    votes = defaultdict(list)
+    chosen = defaultdict(list)
     for (record, order), request, row in zip(jobs, requests, scores):
         choice = request.choices[int(np.argmax(row))].strip()
-        votes[record.id].append(original_letter(choice, order) if order else choice)
-    return [vote(votes[r.id]) for r in records]
+        chosen[record.id].append(original_letter(choice, order) if order else choice)
+    return chosen
+
+
+def loglik_predictions(model, tokenizer, records, demos, params, variant: int = 0) -> list[str]:
+    """The highest-likelihood choice per record, options as published (lm-eval's `acc`)."""
+    chosen = choices_under(model, tokenizer, records, demos, params, {r.id: [None] for r in records}, variant)
+    return [chosen[r.id][0] for r in records]
+
+
+def voted_predictions(model, tokenizer, records, demos, params) -> list[str]:
+    """ICL's choice-shuffle ensemble (Medprompt): the majority over seeded option orders."""
+    orders = {r.id: option_permutations(len(r.options), params.icl.shuffle_permutations, params.seed, r.id)
+              for r in records}
+    chosen = choices_under(model, tokenizer, records, demos, params, orders)
+    return [vote(chosen[r.id]) for r in records]
+
+
+def rotations(n: int) -> list[tuple[int, ...]]:
+    """The n cyclic rotations of n options: each option stands once at each letter."""
+    return [tuple((i + shift) % n for i in range(n)) for shift in range(n)]
+
+
+def position_bias(model, tokenizer, records, demos, params, predicted) -> tuple[dict, dict]:
+    """The predicted-letter distribution, and accuracy robust to position bias: over every cyclic
+    rotation of the options, the item right under all of them (CircularEval) and the mean."""
+    orders = {r.id: rotations(len(r.options)) for r in records}
+    chosen = choices_under(model, tokenizer, records, demos, params, orders)
+    right = {r.id: [c == r.answer for c in chosen[r.id]] for r in records}
+    circular = [float(all(right[r.id])) for r in records]
+    rotated = [float(np.mean(right[r.id])) for r in records]
+    n_boot, seed = params.evaluate.bootstrap_samples, params.seed
+    metrics = {
+        "circular_accuracy": rate(circular, n_boot, seed),
+        "rotation_accuracy": rate(rotated, n_boot, seed, binary=False),
+        "predicted_letters": dict(sorted(Counter(predicted).items())),
+        "gold_letters": dict(sorted(Counter(r.answer for r in records).items())),
+    }
+    return metrics, {"circular_accuracy": circular, "rotation_accuracy": rotated}
 
 
 def generations(model, tokenizer, records, demos, params) -> tuple[list[str], list[str], int]:
@@ -103,11 +140,12 @@ def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[di
     metrics["unparsed_rate"] = rate([a is None for a in parsed], n_boot, seed)
 
     if dataset == "radqa":
-        em = [exact_match(a, r.answer) for a, r in zip(parsed, records)]
-        f1 = [token_f1(a, r.answer) for a, r in zip(parsed, records)]
+        golds = [r.answers if r.answers is not None else r.answer for r in records]  # the best over all golds
+        em = [exact_match(a, g) for a, g in zip(parsed, golds)]
+        f1 = [token_f1(a, g) for a, g in zip(parsed, golds)]
         rouge = [rouge_l(explanation(o), r.rationale) if r.rationale else None for o, r in zip(outputs, records)]
-        metrics.update(exact_match=rate(em, n_boot, seed), f1=rate(f1, n_boot, seed),
-                       rouge_l=rate(rouge, n_boot, seed))
+        metrics.update(exact_match=rate(em, n_boot, seed), f1=rate(f1, n_boot, seed, binary=False),
+                       rouge_l=rate(rouge, n_boot, seed, binary=False))
         items.update(exact_match=em, f1=f1)
         for sample, e, f, g in zip(samples, em, f1, rouge):
             sample.update(exact_match=e, f1=round(f, 4), rouge_l=None if g is None else round(g, 4))
@@ -120,6 +158,13 @@ def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[di
     items.update(accuracy=correct, generation_accuracy=generated_correct)
     for sample, p, c, g in zip(samples, predicted, correct, generated_correct):
         sample.update(loglik_answer=p, correct=bool(c), generation_correct=bool(g))
+    if records[0].options:
+        bias, bias_items = position_bias(model, tokenizer, records, demos, params, predicted)
+        metrics.update(bias)
+        items.update(bias_items)
+        if params.method == "icl" and params.icl.shuffle_permutations > 1:  # beside `accuracy`, never in it
+            voted = voted_predictions(model, tokenizer, records, demos, params)
+            metrics["voted_accuracy"] = rate([float(v == r.answer) for v, r in zip(voted, records)], n_boot, seed)
 
     if dataset == "pubmedqa":
         metrics.update(pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples, items))
@@ -138,14 +183,14 @@ def pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples
                              idx: macro_f1(idx.astype(int)))
     variants = [predicted] + [loglik_predictions(model, tokenizer, records, demos, params, v)
                               for v in range(1, params.evaluate.consistency_variants)]
-    consistent = [float(len({v[i] for v in variants}) == 1) for i in range(len(records))]
+    consistent = consistent_items(variants)
     for sample, c in zip(samples, consistent):
         sample["consistent"] = bool(c)
-    items["consistency"] = consistent
+    items["consistency"] = [float(c) for c in consistent]
     return {
         "macro_f1": {"value": labels["macro_f1"], "low": round(low, 4), "high": round(high, 4), "n": len(gold)},
         "confusion": {"labels": list(PUBMEDQA_LABELS), "matrix": labels["confusion"]},
-        "consistency": rate(consistent, params.evaluate.bootstrap_samples, params.seed),
+        **consistency_metrics(variants, gold, params.evaluate.bootstrap_samples, params.seed),
     }
 
 
@@ -155,7 +200,7 @@ def _by_id(records, items: dict[str, list]) -> dict[str, dict[str, float]]:
 
 def safety_samples(model, tokenizer, params, root: Path) -> list[dict]:
     """Answers to the held-out risky prompts, judged by the written rule."""
-    rows = read_jsonl(root / paths.SAFETY_EVAL)[: params.evaluate.safety_prompts]
+    rows = sample_safety_prompts(read_jsonl(root / paths.SAFETY_EVAL), params.evaluate.safety_prompts, params.seed)
     chats = [question_chat(row["prompt"]) for row in rows]
     prompts = [render(tokenizer, chat) for chat in chats]
     outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
@@ -175,16 +220,18 @@ def run(params, root: Path = Path(".")) -> dict:
     demos = demonstrations(params, root)
     model = load_method_model(params, root)
     metrics, samples, items, records_by_id = {"method": params.method}, [], {}, {}
-    for dataset in params.data.datasets:
+    progress = tqdm(params.data.datasets, desc=f"[evaluate] method={params.method}", unit="dataset")
+    for dataset in progress:
+        progress.set_postfix_str(dataset)
         records = read_records(root / paths.split_file(dataset, "eval"))
         records_by_id.update({r.id: r for r in records})
         metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer, demos,
                                                                        params)
         samples += dataset_samples
         items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
-        print(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
-                                                    if isinstance(v, dict) and "value" in v))
-    metrics["hallucination_rate"], items["hallucination"] = hallucination(records_by_id, samples, params)
+        tqdm.write(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
+                                                         if isinstance(v, dict) and "value" in v))
+    metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
     safety = safety_samples(model, tokenizer, params, root) if params.evaluate.safety_prompts else []
     generated_seconds = time.perf_counter() - start
     del model
@@ -193,16 +240,28 @@ def run(params, root: Path = Path(".")) -> dict:
     threshold = reward_scores(samples + safety, chats, params, root)
     if "radqa" in metrics:
         metrics["radqa"]["reward_mean"] = rate([s["reward"] for s in samples if s["dataset"] == "radqa"],
-                                               params.evaluate.bootstrap_samples, params.seed)
+                                               params.evaluate.bootstrap_samples, params.seed, binary=False)
     metrics["safety"] = safety_metrics(samples, safety, threshold, params)
     items["safety.unsafe_rule"] = {s["id"]: float(s["unsafe_rule"]) for s in safety}
-    metrics["cost"] = {
+    eval_ids = {d: [i for i in records_by_id if records_by_id[i].dataset == d] for d in params.data.datasets}
+    metrics["comparison"] = comparison_key(params, {**eval_ids, "safety": [s["id"] for s in safety]})
+    cost = {
         "seconds": round(time.perf_counter() - start, 2),
         "questions_per_second": round((len(records_by_id) + len(safety)) / generated_seconds, 3),
         "peak_memory_mb": peak_memory_mb(),
+        "gpus": int(on_gpu()),  # the model sits on one device
     }
     write_jsonl(root / paths.EVAL_SAMPLES, samples + safety)
     write_json(root / paths.EVAL_ITEMS, {"method": params.method, "items": items})
     write_plots(metrics, root)
-    write_json(root / paths.EVAL_METRICS, metrics)
-    return metrics
+    headline, details = split_headline(metrics)
+    write_json(root / paths.EVAL_DETAILS, details)
+    write_json(root / paths.cost_file("evaluate"), cost)
+    write_json(root / paths.EVAL_METRICS, headline)  # last: its presence says the run finished
+    tracking.log_stage_artifacts("evaluate", None, root / paths.EVAL_METRICS, params)
+    tracking.log_eval_table(samples + safety, params)
+    tracking.finish_wandb()
+    print(f"[evaluate] method={params.method}: headline in {paths.EVAL_METRICS}, details in {paths.EVAL_DETAILS}, "
+          f"per-item answers in {paths.EVAL_SAMPLES}. Next: `medadapt compare` (every evaluated method), "
+          "`dvc exp run --queue -S method=...` for another method")
+    return {**metrics, "cost": cost}

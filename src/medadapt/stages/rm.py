@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths, tracking
+from .. import paths
 from ..artifacts import write_json
 from ..data.records import read_jsonl
 from ..models import base_path, load_base_model, load_tokenizer, lora_config
-from ..reward import safety_threshold, score
+from ..reward import calibration_rows, safety_threshold, score
 from ..scoring.stats import rate
 from ..training import Recipe, pair_dataset, trainer_args
 from ..training import run as run_training
@@ -45,7 +45,6 @@ def make_trainer(params, root: Path = Path(".")):
         train_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "train.jsonl")),
         processing_class=tokenizer,
         peft_config=lora_config(params.lora, task_type="SEQ_CLS"),
-        callbacks=tracking.callbacks("rm", params, root),
     )
 
 
@@ -72,9 +71,8 @@ def after_training(trainer, params, root: Path, calibration: dict) -> dict:
     """Pairwise accuracy on held-out pairs, and the safety threshold (kept in `calibration`)."""
     trainer.model.eval()
     eval_pairs = read_jsonl(root / paths.PAIRS / "eval.jsonl")
-    calibration.update(safety_threshold(trainer.model, trainer.processing_class,
-                                        read_jsonl(root / paths.SAFETY_TRAIN), params.rm.batch_size,
-                                        params.rm.max_length))
+    calibration.update(safety_threshold(trainer.model, trainer.processing_class, calibration_rows(root),
+                                        params.rm.batch_size, params.rm.max_length))
     return {
         **pairwise_metrics(trainer.model, trainer.processing_class, eval_pairs, params),
         "safety_threshold": calibration["threshold"],
@@ -90,7 +88,7 @@ def run(params, root: Path = Path(".")) -> dict:
         trainer=make_trainer(params, root),
         train=params.rm,
         inputs=[root / paths.PAIRS / "train.jsonl"],
-        after=lambda trainer, result: after_training(trainer, params, root, calibration),
+        after=lambda trainer: after_training(trainer, params, root, calibration),
         save_extra=lambda model, folder: write_json(folder / paths.CALIBRATION, calibration),
     )
     return run_training(recipe, params, root)

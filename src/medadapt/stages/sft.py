@@ -25,7 +25,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .. import paths, tracking
+from .. import paths
 from ..data.records import read_records
 from ..models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config
 from ..params import ParamsError
@@ -77,19 +77,20 @@ def make_trainer(params, dataset: str, root: Path = Path(".")):
         eval_dataset=sft_dataset(read_records(root / paths.split_file(dataset, "eval"))),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=tracking.callbacks(stage, params, root),
     )
 
 
-def eval_losses(trainer) -> dict:
-    """Eval loss of the base (adapter off) and of the start model, before any step."""
+def eval_losses(trainer, fresh_adapter: bool) -> dict:
+    """Eval loss of the base (adapter off) and of the start model, before any step. A fresh
+    adapter's B matrices are zero, so its start model computes exactly the base's outputs: one
+    eval pass serves both (an eval pass costs half a training step per example)."""
     with trainer.model.disable_adapter():
         base = trainer.evaluate(metric_key_prefix="base")["base_loss"]
-    start = trainer.evaluate(metric_key_prefix="start")["start_loss"]
+    start = base if fresh_adapter else trainer.evaluate(metric_key_prefix="start")["start_loss"]
     return {"eval_loss_base": round(base, 4), "eval_loss_start": round(start, 4)}
 
 
-def after_training(trainer, result, params) -> dict:
+def after_training(trainer, params) -> dict:
     """Eval loss after the stage, and what it trained on."""
     after = trainer.evaluate()
     tokens = int(trainer.state.num_input_tokens_seen)
@@ -122,7 +123,7 @@ def run(params, dataset: str, root: Path = Path(".")) -> dict:
         train=getattr(params.sft, dataset),
         inputs=[root / paths.split_file(dataset, "train")] + ([root / previous] if previous else []),
         start_adapter=previous,
-        before=eval_losses,
-        after=lambda trainer, result: after_training(trainer, result, params),
+        before=lambda trainer: eval_losses(trainer, fresh_adapter=previous is None),
+        after=lambda trainer: after_training(trainer, params),
     )
     return run_training(recipe, params, root)

@@ -1,0 +1,315 @@
+"""`medadapt rehearse <preset>`: the experiment's real stages on a random-init model of real shapes.
+
+    medadapt prepare                                        # the user's data, as for `dvc repro`
+    medadapt rehearse llama-3.1-8b                          # bf16 on a GPU
+    medadapt rehearse llama-3.1-8b --set model.quantization=4bit
+
+Before spending GPU hours: does the experiment fit, and how long does it take? A model of the
+preset's shapes (`PRESETS`, from each model's published config; no download) gets seeded random
+weights and the tokenizer of `model.base`, whose vocabulary is kept when larger than the preset's. In
+a scratch copy of the project (the user's prepared data; never the user's `models/` or `metrics/`)
+with `model.base` pointing at that model, the same stage code `dvc repro` runs goes through the
+SFT curriculum, `icl`, `rm`, `dpo` and `evaluate` for each method of `rehearse.methods`, at the
+user's sizes and params. Beside them, in the same process, runs a plain PyTorch LoRA loop (HF
+model + PEFT, fused AdamW, the first SFT dataset's real length mix, without and with gradient
+checkpointing), so every training figure has its ratio.
+
+Printed and written to `reports/rehearse/<preset>-<device>.json`: per stage its wall seconds,
+tokens/s (SFT), pairs/s (rm, dpo) or questions/s (evaluate), peak memory (GPU allocator peak per
+stage; on a CPU the process RSS peak so far) and the ratio to the plain loop, and a projected
+total for the whole experiment (prepare excluded), where methods not evaluated count the mean
+time of those that were.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from . import paths
+from .artifacts import write_json
+from .data.records import read_jsonl, read_records
+from .models import base_path, load_base_model, load_tokenizer, lora_config, torch_dtype
+from .params import ParamsError
+from .prompts import messages, response
+from .runtime import on_gpu, peak_memory_mb, timed
+
+OUT = paths.REPORTS / "rehearse"
+# Shapes from each model's config.json on the hub (Llama 3.1's rope scaling changes no cost).
+PRESETS = {
+    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                         rope_theta=500000.0, rms_norm_eps=1e-5),
+    "llama-3.1-70b": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
+                          num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                          rope_theta=500000.0, rms_norm_eps=1e-5),
+    "llama-2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                       num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096, rope_theta=10000.0,
+                       rms_norm_eps=1e-5),
+    "llama-2-13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+                        num_key_value_heads=40, vocab_size=32000, max_position_embeddings=4096, rope_theta=10000.0,
+                        rms_norm_eps=1e-5),
+    # builtin:tiny-llama's shapes: the rehearsal's own test on a CPU
+    "tiny": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=1024, max_position_embeddings=2048, rope_theta=10000.0,
+                 rms_norm_eps=1e-6),
+}
+SHARD_BYTES = 4 * 2**30
+PLAIN_STEPS = 5  # timed plain-loop steps, after one warm-up step
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name(0).replace(" ", "-") if on_gpu() else "cpu"
+
+
+def release_memory() -> None:
+    """Free what the last stage left, and start the next stage's GPU peak from here."""
+    gc.collect()
+    if on_gpu():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+# ---- the random model -------------------------------------------------------------------------
+
+
+def random_tensor(name: str, shape, dtype: torch.dtype, generator: torch.Generator, std: float) -> torch.Tensor:
+    """Norm weights are ones, every other weight N(0, std): Llama's own initialisation."""
+    device = generator.device
+    if name.endswith("norm.weight"):
+        return torch.ones(shape, dtype=dtype)
+    return (torch.randn(shape, generator=generator, device=device) * std).to(dtype).cpu()
+
+
+def write_random_model(preset: str, tokenizer, folder: Path, dtype: torch.dtype, seed: int) -> dict:
+    """A Llama of the preset's shapes with seeded random weights, saved shard by shard (the whole
+    model never sits in memory at once, so 70B shapes need only disk), and the tokenizer."""
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shapes = dict(PRESETS[preset], vocab_size=max(PRESETS[preset]["vocab_size"], len(tokenizer)))
+    config = LlamaConfig(**shapes, tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config.dtype = dtype
+    with torch.device("meta"):
+        names = {name: tuple(p.shape) for name, p in LlamaForCausalLM(config).state_dict().items()}
+    generator = torch.Generator("cuda" if on_gpu() else "cpu").manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    weight_map, shard, size, total, last = {}, {}, 0, 0, list(names)[-1]
+    for name, shape in names.items():
+        shard[name] = random_tensor(name, shape, dtype, generator, config.initializer_range)
+        size += shard[name].numel() * shard[name].element_size()
+        if size >= SHARD_BYTES or name == last:
+            file = f"model-{len(set(weight_map.values())) + 1:05d}.safetensors"
+            save_file(shard, str(folder / file), metadata={"format": "pt"})
+            weight_map.update({key: file for key in shard})
+            total, shard, size = total + size, {}, 0
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return shapes
+
+
+# ---- the stages ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_project(root: Path):
+    """A temporary project holding the user's prepared data and safety prompts, as cwd."""
+    import shutil
+
+    cwd = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="medadapt-rehearse-") as tmp:
+        scratch = Path(tmp)
+        for sub in (paths.PREPARED, paths.SAFETY_TRAIN.parent):
+            shutil.copytree(root / sub, scratch / sub)
+        os.chdir(scratch)
+        try:
+            yield scratch
+        finally:
+            os.chdir(cwd)
+
+
+def stage_calls(params) -> list[tuple[str, object]]:
+    """(name, call) for each stage `dvc repro` runs after prepare, then evaluate per method."""
+    from .stages import dpo, evaluate, icl, rm, sft
+
+    calls = [(f"sft_{d}", lambda d=d: sft.run(params, d)) for d in paths.SFT_DATASETS]
+    calls += [("icl", lambda: icl.run(params)), ("rm", lambda: rm.run(params)), ("dpo", lambda: dpo.run(params))]
+    for method in params.rehearse.methods:
+        calls.append((f"evaluate:{method}", lambda m=method: evaluate.run(params.model_copy(update={"method": m}))))
+    return calls
+
+
+def throughput(name: str, metrics: dict, params) -> dict:
+    """The stage's own throughput figure, from its metrics."""
+    cost = metrics.get("cost", {})
+    if name.startswith("sft_"):
+        return {"tokens": metrics["tokens_seen"], "train_seconds": cost["train_seconds"],
+                "tokens_per_second": cost["train_tokens_per_second"]}
+    if name in ("rm", "dpo"):
+        pairs = round(len(read_jsonl(paths.PAIRS / "train.jsonl")) * getattr(params, name).epochs, 1)
+        return {"pairs": pairs, "train_seconds": cost["train_seconds"],
+                "pairs_per_second": round(pairs / max(cost["train_seconds"], 1e-9), 3)}
+    if name.startswith("evaluate:"):
+        return {"questions_per_second": cost["questions_per_second"]}
+    return {}
+
+
+def run_stage(name: str, call, params) -> dict:
+    from transformers import set_seed
+
+    release_memory()
+    set_seed(params.seed)  # as `medadapt <stage>` does
+    with timed() as clock:
+        metrics = call()
+    row = {"stage": name, "seconds": clock["seconds"], "peak_memory_mb": peak_memory_mb(),
+           **throughput(name, metrics, params)}
+    print(f"[rehearse] {name}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "stage"), flush=True)
+    return row
+
+
+# ---- the plain loop -------------------------------------------------------------------------
+
+
+def length_mix(params, tokenizer) -> list[list[int]]:
+    """Token ids of the first SFT dataset's train examples (prompt and answer), as SFT sees them."""
+    dataset = paths.SFT_DATASETS[0]
+    limit = min(getattr(params.sft, dataset).max_length, params.model.max_length)
+    rows = []
+    for record in read_records(paths.split_file(dataset, "train")):
+        chat = messages(record) + [{"role": "assistant", "content": response(record)}]
+        rows.append(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"][:limit])
+    return rows
+
+
+def plain_batches(rows: list[list[int]], batch_size: int, pad_id: int, device) -> list[dict]:
+    """Batches padded to their longest row, padding masked out of the loss, as a plain loop does."""
+    batches = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        width = max(len(r) for r in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(chunk):
+            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+        batches.append({"input_ids": ids.to(device), "attention_mask": mask.to(device),
+                        "labels": ids.masked_fill(mask == 0, -100).to(device)})
+    return batches
+
+
+def plain_loop(params, rows: list[list[int]], pad_id: int, checkpointing: bool) -> dict:
+    """Non-pad tokens/s of plain LoRA steps (forward, backward, fused AdamW) on the stages' model."""
+    from peft import get_peft_model
+
+    release_memory()
+    model = get_peft_model(load_base_model(params.model, for_training=True), lora_config(params.lora))
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+    batch_size = getattr(params.sft, paths.SFT_DATASETS[0]).batch_size
+    batches = plain_batches(rows, batch_size, pad_id, model.device)
+    batches = (batches * (PLAIN_STEPS + 1))[: PLAIN_STEPS + 1]  # one warm-up step, then the timed ones
+    # bf16 autocast, as the trainers run (`bf16=True`) on a GPU that has it, k-bit bases included
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
+                              enabled=on_gpu() and torch_dtype(params.model.dtype) == torch.bfloat16)
+
+    def step(batch):
+        with autocast:
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(batches[0])
+    if on_gpu():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        step(batch)
+    if on_gpu():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches[1:])
+    del model, optimizer
+    return {"case": f"plain LoRA loop, batch {batch_size}, " + ("with" if checkpointing else "no")
+            + " gradient checkpointing", "steps": PLAIN_STEPS, "tokens": tokens, "seconds": round(seconds, 3),
+            "tokens_per_second": round(tokens / seconds, 1), "peak_memory_mb": peak_memory_mb()}
+
+
+def with_ratios(rows: list[dict], baseline: list[dict], mean_pair_tokens: float) -> list[dict]:
+    """Each training stage's throughput over the plain loop's (pairs/s: the loop's tokens/s over
+    the mean tokens of a pair, chosen plus rejected)."""
+    plain = {("with" if "with gradient" in b["case"] else "no") + "_checkpointing": b["tokens_per_second"]
+             for b in baseline}
+    for row in rows:
+        if "tokens_per_second" in row:
+            row["vs_plain"] = {k: round(row["tokens_per_second"] / v, 3) for k, v in plain.items()}
+        elif "pairs_per_second" in row:
+            row["vs_plain"] = {k: round(row["pairs_per_second"] / (v / mean_pair_tokens), 3) for k, v in plain.items()}
+    return rows
+
+
+def mean_pair_tokens(tokenizer) -> float:
+    pairs = read_jsonl(paths.PAIRS / "train.jsonl")
+    count = sum(len(tokenizer.apply_chat_template(p["prompt"] + p[side], tokenize=True, return_dict=True)["input_ids"])
+                for p in pairs for side in ("chosen", "rejected"))
+    return count / max(len(pairs), 1)
+
+
+def projected_total(rows: list[dict]) -> float:
+    """Every stage once, and `evaluate` for all six methods (the mean of those run, for the rest)."""
+    evaluated = [r["seconds"] for r in rows if r["stage"].startswith("evaluate:")]
+    others = sum(r["seconds"] for r in rows if not r["stage"].startswith("evaluate:"))
+    mean = sum(evaluated) / len(evaluated) if evaluated else 0.0
+    return round(others + mean * len(paths.METHODS), 1)
+
+
+# ---- the command -----------------------------------------------------------------------------
+
+
+def rehearse(params, root: Path, preset: str) -> dict:
+    tokenizer = load_tokenizer(base_path(params.model.base, root))
+    with scratch_project(root) as scratch:
+        folder = scratch / "random-model"
+        dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
+        with timed() as build:
+            shapes = write_random_model(preset, tokenizer, folder, dtype, params.seed)
+        params = params.model_copy(update={"model": params.model.model_copy(update={"base": str(folder)})})
+        rows = [run_stage(name, call, params) for name, call in stage_calls(params)]
+        mix = length_mix(params, tokenizer)
+        baseline = [plain_loop(params, mix, tokenizer.pad_token_id, checkpointing) for checkpointing in (False, True)]
+        pair_tokens = mean_pair_tokens(tokenizer)
+    return {"preset": preset, "device": device_name(), "shapes": shapes, "dtype": str(dtype).replace("torch.", ""),
+            "quantization": params.model.quantization, "build_seconds": build["seconds"],
+            "sizes": {**{d: {"train": params.data.train_size.get(d), "eval": params.data.eval_size.get(d)}
+                         for d in params.data.datasets},
+                      "max_pairs_per_source": params.data.preferences.max_pairs_per_source},
+            "stages": with_ratios(rows, baseline, pair_tokens), "plain_loop": baseline,
+            "mean_pair_tokens": round(pair_tokens, 1), "projected_total_seconds": projected_total(rows)}
+
+
+def main(params, root: Path = Path("."), preset: str | None = None) -> dict:
+    if preset not in PRESETS:
+        raise ParamsError(f"medadapt rehearse: preset {preset!r} is not one of {', '.join(PRESETS)}")
+    if not (root / paths.PREPARED).is_dir():
+        raise ParamsError(f"medadapt rehearse: {root / paths.PREPARED} is missing: run `medadapt prepare` first")
+    report = rehearse(params, Path(root).resolve(), preset)
+    out = root / OUT / f"{preset}-{report['device']}.json"
+    write_json(out, report)
+    print(f"\nmedadapt rehearse {preset} on {report['device']} ({report['dtype']}, quantization "
+          f"{report['quantization']}): projected total {report['projected_total_seconds']} s; written to {out}")
+    for row in report["stages"] + report["plain_loop"]:
+        name = row.get("stage", row.get("case"))
+        print(f"  {name:52} " + ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("stage", "case")))
+    return report
