@@ -53,7 +53,8 @@ def test_prompts_are_lm_eval_doc_to_text(shared_data, items):
 
 
 @pytest.mark.slow
-def test_loglikelihoods_equal_lm_eval_per_item(items, model_folder):
+def test_loglikelihoods_equal_lm_eval_per_item(items, model_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside any prepared project: a folder base loads as it is
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 

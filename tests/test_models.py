@@ -68,7 +68,8 @@ def test_tiny_llama_same_seed_same_weights(tiny):
     assert not torch.equal(first["model.embed_tokens.weight"], other["model.embed_tokens.weight"])
 
 
-def test_tiny_llama_reloads_from_folder(tiny, saved_tiny):
+def test_tiny_llama_reloads_from_folder(tiny, saved_tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside any prepared project: a folder base loads as it is
     model, tokenizer = tiny
     reloaded = load_base_model(ModelParams(base=str(saved_tiny)))
     reloaded_tok = load_tokenizer(str(saved_tiny))
@@ -114,7 +115,8 @@ def test_non_builtin_base_writes_pointer(tmp_path):
     assert json.loads((out / "base.json").read_text()) == {"base": str(tmp_path / "my-model")}
 
 
-def test_unloadable_base_is_a_model_error(tmp_path):
+def test_unloadable_base_is_a_model_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelError, match="cannot load model.base="):
         load_base_model(ModelParams(base=str(tmp_path / "no-such-model")))
 

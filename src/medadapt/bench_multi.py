@@ -24,17 +24,14 @@ import time
 import torch
 
 from .artifacts import write_json
-from .bench import LLAMA_31_8B
 from .launch import launched, mixed_precision
 from .models import lora_config, on_gpu, quantization_config, torch_dtype
 from .params import ParamsError, load_params
-from .training import peak_memory_mb
+from .rehearse import PRESETS
+from .runtime import peak_memory_mb
 
-LLAMA_31_70B = dict(LLAMA_31_8B, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
-                    num_attention_heads=64)
-TINY = dict(LLAMA_31_8B, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=1024, max_position_embeddings=2048)  # for the CPU tests
-SHAPES = {"llama-3.1-8b": LLAMA_31_8B, "llama-3.1-70b": LLAMA_31_70B, "tiny": TINY}
+# One table of shapes for the project: rehearse's, from each model's published config.
+SHAPES = {name: PRESETS[name] for name in ("llama-3.1-8b", "llama-3.1-70b", "tiny")}
 
 
 # ---- a random model, built where it trains -------------------------------------------------

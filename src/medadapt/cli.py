@@ -29,7 +29,7 @@ from .quiet import quiet_libraries
 
 # bench.TARGETS, repeated because bench imports torch, which `--help` should not wait for
 # (tests/test_cli.py checks that the two agree).
-BENCH_TARGETS = ("eval", "train", "llama-3.1-8b")
+BENCH_TARGETS = ("eval", "train")
 # After a typo'd `dvc exp run -S`, params.yaml keeps the values DVC wrote there.
 UNDO_HINT = ("\nTo undo an experiment's values: `git checkout params.yaml` (the committed ones) or "
              "`dvc exp apply <experiment>` (an experiment's values and results).")
@@ -117,9 +117,8 @@ COMMANDS = {name: Command(*spec) for name, spec in {
         "medadapt.scoring.validation"), None),
     "bench": ("measure speed, each fast path beside its baseline", helper("medadapt.bench", "target"),
               ("target", {"nargs": "?", "default": "eval", "choices": BENCH_TARGETS,
-                          "help": "eval: scoring and generation; train: LoRA steps in fp32/8-bit/4-bit; "
-                                  "llama-3.1-8b: train on a random model of that shape (a GPU) "
-                                  "(default: %(default)s)"})),
+                          "help": "eval: scoring and generation; train: LoRA steps in fp32/8-bit/4-bit "
+                                  "(real shapes: `medadapt rehearse`) (default: %(default)s)"})),
     "plots": ("render the dvc.yaml plots to PNG files (offline)", helper("medadapt.plots"), None),
     "rehearse": ("a dry run at a real model's shapes: the real stages on a random-init model, timed",
                  helper("medadapt.rehearse", "preset"),
