@@ -126,10 +126,9 @@ def full_vocabulary_log_probs(model, sequences, positions, targets, pad_id):
 
 
 def outputs_of(folder: Path) -> dict:
-    metrics = json.loads((folder / paths.EVAL_METRICS).read_text())
-    metrics.pop("cost")
-    return {"metrics": metrics, "samples": (folder / paths.EVAL_SAMPLES).read_bytes(),
-            "items": (folder / paths.EVAL_ITEMS).read_bytes()}
+    """Every output but the run's cost (which lives apart, in reports/cost/)."""
+    return {path: (folder / path).read_bytes() for path in (paths.EVAL_METRICS, paths.EVAL_DETAILS,
+                                                          paths.EVAL_SAMPLES, paths.EVAL_ITEMS)}
 
 
 @pytest.mark.parametrize("method", ["base", "icl"])
