@@ -4,7 +4,8 @@
 # at 400 train and 100 eval items per dataset and 64 preference pairs per source, beside the
 # plain LoRA loop. Writes $OUT/rehearse-llama-3.1-8b-{none,4bit}.json, prepare.json and the logs.
 #
-# Usage (repository root): DATA=/path/to/data OUT=/path/to/out scripts/gpu_rehearse.sh [none] [4bit]
+# Usage (repository root): DATA=/path/to/data OUT=/path/to/out scripts/gpu_rehearse.sh [none] [4bit] [levers]
+#   levers     instead of a rehearsal, scripts/gpu_levers.py: each SFT speed lever alone, evaluate's phases
 #   DATA       a folder laid out as ../shared/data (pubmedqa/ori_pqal.json, medmcqa/*.jsonl, medqa/*.jsonl)
 #   TOKENIZER  optional: a folder with the tokenizer files of models/base (SmolLM2's, as `medadapt prepare`
 #              writes them), so that token counts are a real tokenizer's; else the tiny BPE of builtin:tiny-llama
@@ -19,6 +20,7 @@ modes=("$@")
 [ ${#modes[@]} -eq 0 ] && modes=(none 4bit)
 preset=${PRESET:-llama-3.1-8b} train=${TRAIN:-400} eval=${EVAL:-100} pairs=${PAIRS:-64}
 mkdir -p "$OUT"
+repo=$PWD
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 if [ -n "${WHEELS:-}" ]; then
@@ -41,6 +43,11 @@ common+=(--set "data.preferences.max_pairs_per_source=$pairs")
 cp "$work/metrics/prepare.json" "$OUT/prepare.json"
 
 for q in "${modes[@]}"; do
+  if [ "$q" = levers ]; then  # scripts/gpu_levers.py: SFT levers one at a time, evaluate's phases
+    (cd "$work" && timeout "${LEVERS_TIMEOUT:-540}" python3 "$repo/scripts/gpu_levers.py" "$OUT" "${common[@]}" 2>&1 \
+        | grep -vE "it/s\]|s/it\]" > "$OUT/levers.log"; grep -E "^\[levers\]|Error" "$OUT/levers.log" | cut -c1-600)
+    continue
+  fi
   echo "== rehearse $preset, quantization $q"
   (cd "$work" && timeout 900 python3 -m medadapt.cli rehearse "$preset" "${common[@]}" \
       --set "model.quantization=$q" 2>&1 | grep -vE "it/s\]|s/it\]" | tee "$OUT/rehearse-$q.log" | grep -E "^\[rehearse\]|^  |projected|Error|error" )
