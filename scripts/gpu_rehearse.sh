@@ -11,6 +11,7 @@
 #              writes them), so that token counts are a real tokenizer's; else the tiny BPE of builtin:tiny-llama
 #   WHEELS     optional: a folder of wheels to install first, offline (see README, "Speed")
 #   METHODS    optional: the methods evaluate scores (default [sft]; the projected total counts all six)
+#   SETS       optional: space-separated key=value params to rehearse with, e.g. the preset's speed levers
 #   PRESET, TRAIN, EVAL, PAIRS   optional: other shapes and sizes (a CPU check: PRESET=tiny TRAIN=4 EVAL=2 PAIRS=2)
 # Needs besides torch/transformers/peft/accelerate: trl, datasets, pydantic, bitsandbytes (4-bit);
 # not dvc, dvclive (tracking is off here), gguf, rouge-score (no RadQA here) or wandb.
@@ -39,6 +40,7 @@ for d in pubmedqa medmcqa medqa; do
   common+=(--set "data.train_size.$d=$train" --set "data.eval_size.$d=$eval")
 done
 common+=(--set "data.preferences.max_pairs_per_source=$pairs")
+for s in ${SETS:-}; do common+=(--set "$s"); done  # SETS="key=value ...": levers to rehearse with
 (cd "$work" && python3 -m medadapt.cli prepare "${common[@]}" 2>&1 | grep -vE "it/s\]|s/it\]" | tail -3)
 cp "$work/metrics/prepare.json" "$OUT/prepare.json"
 
@@ -49,7 +51,7 @@ for q in "${modes[@]}"; do
     continue
   fi
   echo "== rehearse $preset, quantization $q"
-  (cd "$work" && timeout 900 python3 -m medadapt.cli rehearse "$preset" "${common[@]}" \
+  (cd "$work" && timeout "${REHEARSE_TIMEOUT:-900}" python3 -m medadapt.cli rehearse "$preset" "${common[@]}" \
       --set "model.quantization=$q" 2>&1 | grep -vE "it/s\]|s/it\]" | tee "$OUT/rehearse-$q.log" | grep -E "^\[rehearse\]|^  |projected|Error|error" )
   cp "$work"/reports/rehearse/"$preset"-*.json "$OUT/rehearse-$preset-$q.json" 2>/dev/null
   rm -f "$work"/reports/rehearse/"$preset"-*.json

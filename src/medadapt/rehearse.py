@@ -160,7 +160,7 @@ def throughput(name: str, metrics: dict, params) -> dict:
         return {"pairs": pairs, "train_seconds": cost["train_seconds"],
                 "pairs_per_second": round(pairs / max(cost["train_seconds"], 1e-9), 3)}
     if name.startswith("evaluate:"):
-        return {"questions_per_second": cost["questions_per_second"]}
+        return {"questions_per_second": cost["questions_per_second"], "phase_seconds": cost.get("phase_seconds")}
     return {}
 
 

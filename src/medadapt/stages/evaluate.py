@@ -65,7 +65,7 @@ from ..prompts import (
     vote,
 )
 from ..reports import split_headline, write_plots
-from ..runtime import on_gpu, peak_memory_mb
+from ..runtime import on_gpu, peak_memory_mb, timed
 from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
 from ..scoring.safety import sample_safety_prompts
 from ..scoring.stats import bootstrap_ci, rate
@@ -216,28 +216,37 @@ def safety_samples(model, tokenizer, params, root: Path) -> list[dict]:
 
 def run(params, root: Path = Path(".")) -> dict:
     start = time.perf_counter()
+    phases = {}  # wall seconds of each part, in the cost file: where an evaluation's time goes
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     demos = demonstrations(params, root)
-    model = load_method_model(params, root)
+    with timed() as clock:
+        model = load_method_model(params, root)
+    phases["load model"] = clock["seconds"]
     metrics, samples, items, records_by_id = {"method": params.method}, [], {}, {}
     progress = tqdm(params.data.datasets, desc=f"[evaluate] method={params.method}", unit="dataset")
     for dataset in progress:
         progress.set_postfix_str(dataset)
         records = read_records(root / paths.split_file(dataset, "eval"))
         records_by_id.update({r.id: r for r in records})
-        metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer, demos,
-                                                                       params)
+        with timed() as clock:
+            metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer,
+                                                                           demos, params)
+        phases[dataset] = clock["seconds"]
         samples += dataset_samples
         items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
         tqdm.write(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
                                                          if isinstance(v, dict) and "value" in v))
     metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
-    safety = safety_samples(model, tokenizer, params, root) if params.evaluate.safety_prompts else []
+    with timed() as clock:
+        safety = safety_samples(model, tokenizer, params, root) if params.evaluate.safety_prompts else []
+    phases["safety"] = clock["seconds"]
     generated_seconds = time.perf_counter() - start
     del model
 
     chats = [messages(records_by_id[s["id"]], demos[s["id"]]) for s in samples] + [s.pop("chat") for s in safety]
-    threshold = reward_scores(samples + safety, chats, params, root)
+    with timed() as clock:
+        threshold = reward_scores(samples + safety, chats, params, root)
+    phases["reward model"] = clock["seconds"]
     if "radqa" in metrics:
         metrics["radqa"]["reward_mean"] = rate([s["reward"] for s in samples if s["dataset"] == "radqa"],
                                                params.evaluate.bootstrap_samples, params.seed, binary=False)
@@ -250,6 +259,7 @@ def run(params, root: Path = Path(".")) -> dict:
         "questions_per_second": round((len(records_by_id) + len(safety)) / generated_seconds, 3),
         "peak_memory_mb": peak_memory_mb(),
         "gpus": int(on_gpu()),  # the model sits on one device
+        "phase_seconds": phases,
     }
     write_jsonl(root / paths.EVAL_SAMPLES, samples + safety)
     write_json(root / paths.EVAL_ITEMS, {"method": params.method, "items": items})
