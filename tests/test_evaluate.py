@@ -63,7 +63,11 @@ def test_base_writes_every_output_with_intervals(built):
     # dvc exp show sees the headline only; the details and the run's cost live apart
     headline = json.loads((built / paths.EVAL_METRICS).read_text())
     assert "cost" not in headline and "comparison" not in headline and "generation_accuracy" not in headline["medqa"]
-    assert set(json.loads((built / paths.cost_file("evaluate")).read_text())) >= {"seconds", "peak_memory_mb"}
+    cost = json.loads((built / paths.cost_file("evaluate")).read_text())
+    assert set(cost) >= {"seconds", "peak_memory_mb", "phase_seconds"}
+    # where the time went: the model load, each dataset, safety and the reward model, within the run
+    assert set(cost["phase_seconds"]) == {"load model", *metrics["comparison"]["data"]["eval_ids"], "reward model"}
+    assert sum(cost["phase_seconds"].values()) <= cost["seconds"]
     assert sum(metrics["medqa"]["predicted_letters"].values()) == 4
     assert metrics["comparison"]["data"]["eval_ids"]["medqa"]["n"] == 4
 

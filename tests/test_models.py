@@ -180,3 +180,24 @@ def test_smollm2_write_base_reload_and_generate(tmp_path, monkeypatch):
     assert before.shape == (5,)
     assert torch.equal(before, after)
     assert "Paris" in tokenizer.decode(after)
+
+
+def test_cuda_attention_leaves_cudnn_out(monkeypatch, saved_tiny, tmp_path):
+    """On a GPU every model load turns cuDNN's SDPA backend off (a plan per new shape idled the
+    GPU); on a CPU the flag is left alone."""
+    from medadapt import runtime
+
+    enabled = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        runtime.attention_without_cudnn()
+        assert torch.backends.cuda.cudnn_sdp_enabled() == (not torch.cuda.is_available())
+        monkeypatch.setattr(runtime, "on_gpu", lambda: True)
+        runtime.attention_without_cudnn()
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        calls = []  # and every model load goes through it
+        monkeypatch.setattr(models, "attention_without_cudnn", lambda: calls.append(1))
+        load_base_model(ModelParams(base=str(saved_tiny)), root=tmp_path)
+        assert calls == [1]
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(enabled)
