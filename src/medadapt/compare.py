@@ -28,6 +28,7 @@ from pathlib import Path
 from .artifacts import write_json
 from .costs import cost_markdown, method_costs
 from .experiments import json_at, revisions
+from .params import flatten
 from .paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS, METHODS
 from .reports import HEADLINE, merge, metric_at
 from .scoring.stats import holm, paired_test
@@ -65,19 +66,9 @@ def _ids_digest(ids: list[str]) -> dict:
     return {"n": len(ids), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for name, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
-
-
 def key_differences(first: dict, other: dict) -> list[str]:
     """`field: first vs other` for each field of two comparison keys that differs."""
-    a, b = _flatten(first), _flatten(other)
+    a, b = flatten(first), flatten(other)
     return [f"{field}: {a.get(field)} vs {b.get(field)}" for field in sorted(set(a) | set(b))
             if a.get(field) != b.get(field)]
 

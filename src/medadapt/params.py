@@ -290,5 +290,14 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> 
     return parse_params(tree, str(path), overrides)
 
 
+def flatten(tree: dict | None, prefix: str = "") -> dict:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`: one entry per leaf of a nested params tree (lists are leaves)."""
+    flat = {}
+    for key, value in (tree or {}).items():
+        name = f"{prefix}{key}"
+        flat.update(flatten(value, name + ".") if isinstance(value, dict) else {name: value})
+    return flat
+
+
 def dump_params(params: Params | BaseModel) -> dict:
     return params.model_dump(mode="json")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from .params import ParamsError, dump_params, parse_params
+from .params import ParamsError, dump_params, flatten, parse_params
 
 PRESETS = Path("presets")
 GIB = 2**30
@@ -53,17 +53,6 @@ class Preset:
 
     def arguments(self) -> list[str]:
         return [part for override in self.overrides() for part in ("-S", override)]
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists are leaves."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def override_value(value, key: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .artifacts import write_json
 from .experiments import json_at, revisions, yaml_at
+from .params import flatten
 from .paths import EVAL_METRICS, REPORTS, SFT_DATASETS, metrics_file
 
 OUT_MD = REPORTS / "scaling.md"
@@ -32,15 +33,6 @@ OUT_PNG = REPORTS / "scaling.png"
 # The metric a curve follows per dataset: accuracy, or token F1 for RadQA's open spans.
 DATASET_METRIC = {"pubmedqa": "accuracy", "medmcqa": "accuracy", "medqa": "accuracy", "radqa": "f1"}
 BUDGETS = {"train_size": "SFT train items per dataset", "icl.k": "ICL demonstrations (k)"}
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{"a.b": value} for every leaf of a nested params tree."""
-    flat = {}
-    for key, value in (tree or {}).items():
-        name = f"{prefix}{key}"
-        flat.update(flatten(value, name + ".") if isinstance(value, dict) else {name: value})
-    return flat
 
 
 def varied(params: dict, baseline: dict) -> set[str]:
