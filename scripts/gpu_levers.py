@@ -171,7 +171,7 @@ def main() -> None:
     save = lambda: (out / "levers.json").write_text(json.dumps(report, indent=1))  # noqa: E731
     with rehearse.scratch_project(Path(".").resolve()) as scratch:
         folder = scratch / "random-model"
-        report["shapes"] = rehearse.write_random_model(preset, tokenizer, folder,
+        report["shapes"] = rehearse.write_random_model(rehearse.preset_shapes(preset), tokenizer, folder,
                                                             torch.bfloat16 if GPU else torch.float32, params.seed)
         params = params.model_copy(update={"model": params.model.model_copy(update={"base": str(folder)})})
         mix = rehearse.length_mix(params, tokenizer)

@@ -4,9 +4,10 @@ LoRA loop, on the tiny preset; the user's models and metrics stay untouched."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
-from conftest import make_project
+from conftest import REPO, make_project
 
 from medadapt import cli, rehearse
 from medadapt.params import load_params
@@ -56,7 +57,15 @@ def test_writes_the_report_and_nothing_else(report):
 
 def test_unknown_preset_names_the_valid_ones(tmp_path, monkeypatch, capsys):
     make_project(tmp_path)
+    shutil.copytree(REPO / "presets", tmp_path / "presets")  # a project's presets give the shapes
     monkeypatch.chdir(tmp_path)
     assert cli.main(["rehearse", "llama-9"]) == 2
     err = capsys.readouterr().err
-    assert "llama-3.1-8b" in err and "llama-2-13b" in err
+    assert "llama-3.1-8b" in err and "llama-2-13b" in err and "tiny" in err
+
+
+def test_shapes_come_from_the_presets():
+    """One table of shapes: presets/*.yaml (rehearse, bench_multi and the memory estimate read it)."""
+    shapes = rehearse.preset_shapes("llama-3.1-70b", REPO)
+    assert (shapes["hidden_size"], shapes["num_hidden_layers"], shapes["vocab_size"]) == (8192, 80, 128256)
+    assert rehearse.preset_shapes("tiny")["hidden_size"] == 128

@@ -27,11 +27,11 @@ from .artifacts import write_json
 from .launch import launched, mixed_precision
 from .models import lora_config, on_gpu, quantization_config, torch_dtype
 from .params import ParamsError, load_params
-from .rehearse import PRESETS
+from .rehearse import preset_shapes
 from .runtime import peak_memory_mb
 
 # One table of shapes for the project: rehearse's, from each model's published config.
-SHAPES = {name: PRESETS[name] for name in ("llama-3.1-8b", "llama-3.1-70b", "tiny")}
+SHAPES = ("llama-3.1-8b", "llama-3.1-70b", "tiny")  # presets/<name>.yaml, or the tiny test shapes
 
 
 # ---- a random model, built where it trains -------------------------------------------------
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     code = launched(params, "medadapt.bench_multi", argv)
     if code is not None:
         return code
-    result = measure(params, SHAPES[args.shapes], args.steps, args.batch, args.length)
+    result = measure(params, preset_shapes(args.shapes), args.steps, args.batch, args.length)
     if result.pop("is_main_process"):
         compute = params.compute
         setup = {"shapes": args.shapes, "quantization": params.model.quantization,

@@ -123,7 +123,7 @@ COMMANDS = {name: Command(*spec) for name, spec in {
     "rehearse": ("a dry run at a real model's shapes: the real stages on a random-init model, timed",
                  helper("medadapt.rehearse", "preset"),
                  ("preset", {"nargs": "?", "default": "llama-3.1-8b",
-                             "help": "llama-3.1-8b, llama-3.1-70b, llama-2-7b, llama-2-13b or tiny (default: %(default)s)"})),
+                             "help": "a preset of presets/ (its model shapes; its params are not applied) or tiny (default: %(default)s)"})),
     "scaling": ("learning curves of the experiment grid (train size, ICL k)", helper("medadapt.scaling"), None),
     "costs": ("what each evaluated method cost beside its accuracy", helper("medadapt.costs"), None),
     "preset": ("print a GPU preset's `-S key=value` arguments (no name: list the presets)",

@@ -5,7 +5,7 @@
     medadapt rehearse llama-3.1-8b --set model.quantization=4bit
 
 Before spending GPU hours: does the experiment fit, and how long does it take? A model of the
-preset's shapes (`PRESETS`, from each model's published config; no download) gets seeded random
+preset's shapes (`presets/<name>.yaml`, from each model's published config; no download) gets seeded random
 weights and the tokenizer of `model.base`, whose vocabulary is kept when larger than the preset's. In
 a scratch copy of the project (the user's prepared data; never the user's `models/` or `metrics/`)
 with `model.base` pointing at that model, the same stage code `dvc repro` runs goes through the
@@ -38,29 +38,16 @@ from .artifacts import write_json
 from .data.records import read_jsonl, read_records
 from .models import base_path, load_base_model, load_tokenizer, lora_config, torch_dtype
 from .params import ParamsError
+from .presets import load_preset
 from .prompts import messages, response
 from .runtime import on_gpu, peak_memory_mb, timed
 
 OUT = paths.REPORTS / "rehearse"
-# Shapes from each model's config.json on the hub (Llama 3.1's rope scaling changes no cost).
-PRESETS = {
-    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
-                         rope_theta=500000.0, rms_norm_eps=1e-5),
-    "llama-3.1-70b": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
-                          num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
-                          rope_theta=500000.0, rms_norm_eps=1e-5),
-    "llama-2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                       num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096, rope_theta=10000.0,
-                       rms_norm_eps=1e-5),
-    "llama-2-13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-                        num_key_value_heads=40, vocab_size=32000, max_position_embeddings=4096, rope_theta=10000.0,
-                        rms_norm_eps=1e-5),
-    # builtin:tiny-llama's shapes: the rehearsal's own test on a CPU
-    "tiny": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=1024, max_position_embeddings=2048, rope_theta=10000.0,
-                 rms_norm_eps=1e-6),
-}
+# builtin:tiny-llama's shapes: the rehearsal's own test on a CPU. Every other preset's shapes
+# come from presets/<name>.yaml (each model's published config.json; no download).
+TINY_SHAPES = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=1024, max_position_embeddings=2048, rope_theta=10000.0,
+                   rms_norm_eps=1e-6, tie_word_embeddings=False)
 SHARD_BYTES = 4 * 2**30
 PLAIN_STEPS = 5  # timed plain-loop steps, after one warm-up step
 
@@ -88,14 +75,24 @@ def random_tensor(name: str, shape, dtype: torch.dtype, generator: torch.Generat
     return (torch.randn(shape, generator=generator, device=device) * std).to(dtype).cpu()
 
 
-def write_random_model(preset: str, tokenizer, folder: Path, dtype: torch.dtype, seed: int) -> dict:
+def preset_shapes(preset: str, root: Path = Path(".")) -> dict:
+    """The LlamaConfig shapes of a preset of presets/ (only its shapes: its params are not applied), or tiny's."""
+    if preset == "tiny":
+        return dict(TINY_SHAPES)
+    try:
+        return {"tie_word_embeddings": False, **load_preset(preset, root).shapes}
+    except ParamsError as error:
+        raise ParamsError(f"medadapt rehearse: {error}, or tiny") from None
+
+
+def write_random_model(shapes: dict, tokenizer, folder: Path, dtype: torch.dtype, seed: int) -> dict:
     """A Llama of the preset's shapes with seeded random weights, saved shard by shard (the whole
     model never sits in memory at once, so 70B shapes need only disk), and the tokenizer."""
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    shapes = dict(PRESETS[preset], vocab_size=max(PRESETS[preset]["vocab_size"], len(tokenizer)))
-    config = LlamaConfig(**shapes, tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id,
+    shapes = dict(shapes, vocab_size=max(shapes["vocab_size"], len(tokenizer)))
+    config = LlamaConfig(**shapes, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     config.dtype = dtype
     with torch.device("meta"):
@@ -278,13 +275,13 @@ def projected_total(rows: list[dict]) -> float:
 # ---- the command -----------------------------------------------------------------------------
 
 
-def rehearse(params, root: Path, preset: str) -> dict:
+def rehearse(params, root: Path, preset: str, shapes: dict) -> dict:
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     with scratch_project(root) as scratch:
         folder = scratch / "random-model"
         dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
         with timed() as build:
-            shapes = write_random_model(preset, tokenizer, folder, dtype, params.seed)
+            shapes = write_random_model(shapes, tokenizer, folder, dtype, params.seed)
         params = params.model_copy(update={"model": params.model.model_copy(update={"base": str(folder)})})
         rows = [run_stage(name, call, params) for name, call in stage_calls(params)]
         mix = length_mix(params, tokenizer)
@@ -300,11 +297,10 @@ def rehearse(params, root: Path, preset: str) -> dict:
 
 
 def main(params, root: Path = Path("."), preset: str | None = None) -> dict:
-    if preset not in PRESETS:
-        raise ParamsError(f"medadapt rehearse: preset {preset!r} is not one of {', '.join(PRESETS)}")
+    shapes = preset_shapes(preset, root)
     if not (root / paths.PREPARED).is_dir():
         raise ParamsError(f"medadapt rehearse: {root / paths.PREPARED} is missing: run `medadapt prepare` first")
-    report = rehearse(params, Path(root).resolve(), preset)
+    report = rehearse(params, Path(root).resolve(), preset, shapes)
     out = root / OUT / f"{preset}-{report['device']}.json"
     write_json(out, report)
     print(f"\nmedadapt rehearse {preset} on {report['device']} ({report['dtype']}, quantization "
