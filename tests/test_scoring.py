@@ -332,6 +332,12 @@ def test_mcnemar_by_hand_and_without_discordant_items():
         mcnemar_exact([0.5, 1], [0, 1])
 
 
+def test_sign_flip_with_one_difference_is_p_one():
+    """One item differs (a compare of RadQA F1 on 12 items met it): both signs are as extreme."""
+    result = sign_flip_test([0.5, 0.2, 0.3], [0.5, 0.2, 0.1])
+    assert result["p_value"] == 1.0 and result["n"] == 3 and result["diff"] == round(0.2 / 3, 4)
+
+
 def test_sign_flip_exact_by_hand():
     # 3 non-zero differences all positive: 1 of the 8 sign patterns is as large, both tails 2/8;
     # the item with no difference cannot flip and changes nothing

@@ -124,7 +124,7 @@ def sign_flip_test(a, b, permutations: int = 10_000, seed: int = 0) -> dict:
     diff = a - b
     nonzero = diff[diff != 0]
     result = {"diff": round(float(diff.mean()), 4), "n": len(diff), "p_value": 1.0, "p_bound": False}
-    if len(nonzero) == 0:
+    if len(nonzero) < 2:  # no difference, or one: its two signs are equally extreme, p = 1 (scipy needs two)
         return {"test": "sign_flip_exact", **result}
     exact = len(nonzero) <= EXACT_MAX_PAIRS
     test = permutation_test((nonzero,), np.mean, permutation_type="samples", vectorized=True,
