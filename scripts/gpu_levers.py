@@ -51,6 +51,7 @@ VARIANTS = {  # name: overrides of sft.pubmedqa (params.yaml's defaults: batch 4
     "packing+liger+ckpt+batch16": [S + "packing=true", S + "use_liger_kernel=true", S + "batch_size=16",
                                    S + "gradient_checkpointing=true"],
     "packing+liger+compile": [S + "packing=true", S + "use_liger_kernel=true", S + "torch_compile=true"],
+    "packing+compile": [S + "packing=true", S + "torch_compile=true"],
 }
 
 
