@@ -34,6 +34,7 @@ from medadapt import paths, rehearse  # noqa: E402
 from medadapt.models import base_path, load_tokenizer  # noqa: E402
 from medadapt.params import dump_params, load_params, parse_params  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]  # its presets/ give the shapes
 S = "sft.pubmedqa."
 GPU = torch.cuda.is_available()  # the script also runs on a CPU, as its check (PRESET=tiny)
 
@@ -172,7 +173,7 @@ def main() -> None:
     save = lambda: (out / "levers.json").write_text(json.dumps(report, indent=1))  # noqa: E731
     with rehearse.scratch_project(Path(".").resolve()) as scratch:
         folder = scratch / "random-model"
-        report["shapes"] = rehearse.write_random_model(rehearse.preset_shapes(preset), tokenizer, folder,
+        report["shapes"] = rehearse.write_random_model(rehearse.preset_shapes(preset, REPO), tokenizer, folder,
                                                             torch.bfloat16 if GPU else torch.float32, params.seed)
         params = params.model_copy(update={"model": params.model.model_copy(update={"base": str(folder)})})
         mix = rehearse.length_mix(params, tokenizer)

@@ -32,7 +32,7 @@ python3 -c "import torch, transformers, trl, peft; print('torch', torch.__versio
 
 # A scratch project: the user's params with the sizes of the issue, prepared from $DATA.
 work=$(mktemp -d)
-mkdir -p "$work/data" && cp -r data/safety "$work/data/" && cp params.yaml "$work/"
+mkdir -p "$work/data" && cp -r data/safety "$work/data/" && cp -r params.yaml presets "$work/"
 base=${TOKENIZER:-builtin:tiny-llama}
 common=(--set "data.source=$DATA" --set "model.base=$base" --set "data.datasets=[pubmedqa,medmcqa,medqa]"
         --set tracking.dvclive=false --set "rehearse.methods=${METHODS:-[sft]}" --set evaluate.batch_size=64)
