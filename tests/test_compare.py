@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from medadapt import compare
+from medadapt import compare, reports
 from medadapt.params import load_params
 from medadapt.scoring.stats import holm, rate
 
@@ -22,7 +22,7 @@ def params(*overrides: str):
 
 
 def key(*overrides: str, ids: dict | None = None) -> dict:
-    return compare.comparison_key(params(*overrides), ids or IDS)
+    return reports.comparison_key(params(*overrides), ids or IDS)
 
 
 # ---- the comparison key ------------------------------------------------------------------------
@@ -52,12 +52,13 @@ def test_comparison_key_is_what_defines_a_comparison():
 # ---- grouping and the tests ---------------------------------------------------------------------
 
 
-def result(method: str, scores: dict[str, float], comparison: dict | None, source: str = "run") -> dict:
+def result(method: str, scores: dict[str, float], comparison: dict | None, source: str = "run",
+           varies: list[str] = ()) -> dict:
     metrics = {"method": method, "medqa": {"accuracy": rate(list(scores.values()))}}
     if comparison is not None:
         metrics["comparison"] = comparison
     return {"method": method, "metrics": metrics, "items": {"medqa.accuracy": scores}, "source": source,
-            "key": comparison}
+            "key": comparison, "varies": list(varies)}
 
 
 def scores(values: list[int], prefix: str = "medqa") -> dict[str, float]:
@@ -73,6 +74,28 @@ def test_group_separates_keys_and_puts_keyless_results_last():
     assert list(groups[0]["results"]) == ["base"] and groups[0]["results"]["base"]["source"] == "HEAD"
     assert groups[0]["left_out"] == ["exp-2 (base): older than HEAD, the result of that method shown"]
     assert list(groups[1]["results"]) == ["dpo"] and list(groups[2]["results"]) == ["icl"]
+
+
+def test_group_shows_each_method_at_heads_params():
+    """A grid point (another train size, another k) is not the method's row: the newest result
+    that differs from HEAD's params in `method` alone is, and the grid point is listed as left out."""
+    a = key()
+    results = [result("sft", scores([1] * 6), a, "all-items", ["data.train_size.medqa", "data.train_size.medmcqa",
+                                                                "data.train_size.pubmedqa", "icl.k"]),
+               result("sft", scores([1, 0] * 3), a, "sweep"), result("base", scores([0] * 6), a, "HEAD")]
+    groups = compare.group(results)
+    assert groups[0]["results"]["sft"]["source"] == "sweep"
+    assert groups[0]["left_out"] == ["all-items (sft): its params differ from HEAD's in data.train_size.medqa, "
+                                     "data.train_size.medmcqa, data.train_size.pubmedqa and 1 more "
+                                     "(budget grids: `medadapt scaling`)"]
+
+
+def test_varied_reads_dotted_keys_and_ignores_method():
+    from medadapt.experiments import varied
+
+    head = {"method": "base", "icl": {"k": 3}, "data": {"train_size": {"medqa": 12}}}
+    assert varied({"method": "sft", "icl": {"k": 3}, "data": {"train_size": {"medqa": 12}}}, head) == set()
+    assert varied({"method": "icl", "icl": {"k": 8}, "data": {"train_size": {"medqa": 12}}}, head) == {"icl.k"}
 
 
 def test_group_drops_an_identical_copy_silently():

@@ -82,10 +82,9 @@ def helper(module: str, argument: str | None = None):
 
 
 def compare(params, root: Path, args: argparse.Namespace) -> object:
-    """`medadapt compare [PREFIX] [--runs DIR]`."""
-    from . import compare as comparing
-
-    return comparing.main(params, root, args.out, args.runs)
+    """`medadapt compare [PREFIX] [--runs DIR]`. Imported by name, as every helper is, so that the
+    helpers' code is no dependency of the pipeline's stages (`codedeps` follows import statements)."""
+    return importlib.import_module("medadapt.compare").main(params, root, args.out, args.runs)
 
 
 class Command(NamedTuple):

@@ -6,7 +6,7 @@
 
 Reads `metrics/eval.json` and `reports/eval_items.json` from the workspace, HEAD and every DVC
 experiment (`refs/exps/*`, newest first). Runs are comparable only when they share a
-comparison key (`comparison_key`: model, data and eval items, prompt settings, seed), which
+comparison key (`reports.comparison_key`: model, data and eval items, prompt settings, seed), which
 `evaluate` stores as `metrics["comparison"]`: compare prints one table per key, the
 workspace's first, and says how each other table's runs differ; results without a key (older
 runs) form a last table under a warning. Within a table, the newest result of each method is
@@ -21,13 +21,12 @@ all tests of the table. Nothing is written unless an output path is given, so th
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from .artifacts import write_json
 from .costs import cost_markdown, method_costs
-from .experiments import json_at, revisions
+from .experiments import json_at, revisions, varied, yaml_at
 from .params import flatten
 from .paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS, METHODS
 from .reports import HEADLINE, merge, metric_at
@@ -38,32 +37,7 @@ SIGNIFICANCE = 0.05  # family-wise, per table, after Holm's correction
 NOT_A_RATE = {"RM reward mean"}  # not on a 0-1 scale: tabled, not charted
 
 
-# ---- what defines a comparison ----------------------------------------------------------------
-
-
-def comparison_key(params, eval_ids: dict[str, list[str]]) -> dict:
-    """The fingerprint of what two runs must share for their scores to be compared.
-
-    `eval_ids` maps each evaluated dataset (and "safety", if the caller passes the risky
-    prompts' ids) to the ids of its eval items; they enter as a count and a hash of the sorted
-    ids, so the key stays small. What a method is (its adapter, ICL's k) is not in the key:
-    that is what a comparison compares.
-    """
-    return {
-        "model": {"base": params.model.base, "quantization": params.model.quantization,
-                  "dtype": params.model.dtype},
-        "data": {"source": str(params.data.source),
-                 "eval_ids": {name: _ids_digest(ids) for name, ids in sorted(eval_ids.items())}},
-        "prompt": {"max_new_tokens": params.evaluate.max_new_tokens,
-                   "consistency_variants": params.evaluate.consistency_variants,
-                   "safety_prompts": params.evaluate.safety_prompts},
-        "seed": params.seed,
-    }
-
-
-def _ids_digest(ids: list[str]) -> dict:
-    text = "\n".join(sorted(ids))
-    return {"n": len(ids), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+# ---- comparing two keys -------------------------------------------------------------------------
 
 
 def key_differences(first: dict, other: dict) -> list[str]:
@@ -96,13 +70,16 @@ def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
     results = []
     places = [(None, name) for name in sorted(p.name for p in Path(runs).iterdir() if p.is_dir())] if runs else \
         revisions(root)
+    head = None if runs else yaml_at("HEAD", "params.yaml", root)
     for rev, name in places:
         base = Path(runs) / name if runs else root
         metrics, items = json_at(rev, EVAL_METRICS.as_posix(), base), json_at(rev, EVAL_ITEMS.as_posix(), base)
         if metrics and items and metrics.get("method"):
             metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), base) or {})
+            mine = None if runs else yaml_at(rev, "params.yaml", root)
             results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"],
-                            "source": name, "key": metrics.get("comparison"), "root": base})
+                            "source": name, "key": metrics.get("comparison"), "root": base,
+                            "varies": sorted(varied(mine, head)) if mine and head else []})
     return results
 
 
@@ -110,12 +87,20 @@ def group(results: list[dict]) -> list[dict]:
     """One group per comparison key, in order of first appearance, the keyless group last.
 
     Each group is {key, results: method -> newest result, left_out: [why]}. A result identical
-    to the one shown (the workspace and HEAD, usually) is dropped silently.
+    to the one shown (the workspace and HEAD, usually) is dropped silently. A result whose params
+    differ from HEAD's in more than `method` (a point of a budget grid, another learning rate) is
+    left out, so that each row is its method at HEAD's settings.
     """
     groups: dict[str | None, dict] = {}
     for result in results:
         fingerprint = None if result["key"] is None else json.dumps(result["key"], sort_keys=True)
         entry = groups.setdefault(fingerprint, {"key": result["key"], "results": {}, "left_out": []})
+        if result["varies"]:
+            more = len(result["varies"]) - 3
+            entry["left_out"].append(f"{result['source']} ({result['method']}): its params differ from HEAD's in "
+                                     + ", ".join(result["varies"][:3]) + (f" and {more} more" if more > 0 else "")
+                                     + " (budget grids: `medadapt scaling`)")
+            continue
         shown = entry["results"].setdefault(result["method"], result)
         if shown is not result and shown["metrics"] != result["metrics"]:
             entry["left_out"].append(f"{result['source']} ({result['method']}): older than {shown['source']}, "

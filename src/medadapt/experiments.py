@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from .params import flatten
+
 
 def git(*args: str, root: Path) -> str:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
@@ -50,3 +52,9 @@ def yaml_at(rev: str | None, path: str, root: Path = Path(".")) -> dict | None:
         return yaml.safe_load(text) if text else None
     except yaml.YAMLError:
         return None
+
+
+def varied(params: dict | None, baseline: dict | None) -> set[str]:
+    """The params keys whose value differs from the baseline's, `method` aside (dotted names)."""
+    mine, theirs = flatten(params), flatten(baseline)
+    return {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)} - {"method"}

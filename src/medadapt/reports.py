@@ -7,6 +7,7 @@ key in `reports/eval_items.json` (for paired tests) and whether higher is better
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -121,3 +122,31 @@ def write_plots(metrics: dict, root: Path) -> None:
     labels, matrix = confusion["labels"], confusion["matrix"]
     write_confusion_csv(labels, matrix, folder / "pubmedqa_confusion.csv")
     confusion_png(labels, matrix, f"PubMedQA, method={metrics['method']}", root / paths.CONFUSION_PNG)
+
+
+# ---- what defines a comparison (in every eval details file; `medadapt compare` groups by it) ----
+
+
+def comparison_key(params, eval_ids: dict[str, list[str]]) -> dict:
+    """The fingerprint of what two runs must share for their scores to be compared.
+
+    `eval_ids` maps each evaluated dataset (and "safety", if the caller passes the risky
+    prompts' ids) to the ids of its eval items; they enter as a count and a hash of the sorted
+    ids, so the key stays small. What a method is (its adapter, ICL's k) is not in the key:
+    that is what a comparison compares.
+    """
+    return {
+        "model": {"base": params.model.base, "quantization": params.model.quantization,
+                  "dtype": params.model.dtype},
+        "data": {"source": str(params.data.source),
+                 "eval_ids": {name: _ids_digest(ids) for name, ids in sorted(eval_ids.items())}},
+        "prompt": {"max_new_tokens": params.evaluate.max_new_tokens,
+                   "consistency_variants": params.evaluate.consistency_variants,
+                   "safety_prompts": params.evaluate.safety_prompts},
+        "seed": params.seed,
+    }
+
+
+def _ids_digest(ids: list[str]) -> dict:
+    text = "\n".join(sorted(ids))
+    return {"n": len(ids), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}

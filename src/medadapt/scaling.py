@@ -23,8 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .artifacts import write_json
-from .experiments import json_at, revisions, yaml_at
-from .params import flatten
+from .experiments import json_at, revisions, varied, yaml_at
 from .paths import EVAL_METRICS, REPORTS, SFT_DATASETS, metrics_file
 
 OUT_MD = REPORTS / "scaling.md"
@@ -33,12 +32,6 @@ OUT_PNG = REPORTS / "scaling.png"
 # The metric a curve follows per dataset: accuracy, or token F1 for RadQA's open spans.
 DATASET_METRIC = {"pubmedqa": "accuracy", "medmcqa": "accuracy", "medqa": "accuracy", "radqa": "f1"}
 BUDGETS = {"train_size": "SFT train items per dataset", "icl.k": "ICL demonstrations (k)"}
-
-
-def varied(params: dict, baseline: dict) -> set[str]:
-    """The params keys whose value differs from the baseline's, `method` aside."""
-    mine, theirs = flatten(params), flatten(baseline)
-    return {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)} - {"method"}
 
 
 def budget(method: str, changed: set[str]) -> str | None:

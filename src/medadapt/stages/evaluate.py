@@ -48,7 +48,6 @@ from .. import paths, tracking
 from ..artifacts import write_json
 from ..data.records import PUBMEDQA_LABELS, read_jsonl, read_records, write_jsonl
 from ..inference import generate, loglikelihoods
-from ..compare import comparison_key
 from ..judging import hallucination, judge_safety_rule, reward_scores, safety_metrics
 from ..methods import demonstrations, load_method_model
 from ..models import base_path, load_tokenizer
@@ -64,7 +63,7 @@ from ..prompts import (
     shuffled,
     vote,
 )
-from ..reports import split_headline, write_plots
+from ..reports import comparison_key, split_headline, write_plots
 from ..runtime import on_gpu, peak_memory_mb, timed
 from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
 from ..scoring.safety import sample_safety_prompts
