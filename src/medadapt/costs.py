@@ -121,11 +121,11 @@ def cost_chart(results: dict[str, dict], costs: dict[str, dict], path: Path) -> 
                 continue
             error = [[cell["value"] - cell["low"]], [cell["high"] - cell["value"]]]
             colour = f"C{list(METHOD_STAGES).index(method)}"  # a method keeps its colour in every panel
-            axis.errorbar(xs[method], cell["value"], yerr=error, fmt="o", capsize=3, color=colour)
-            axis.annotate(method, (xs[method], cell["value"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            axis.errorbar(xs[method], cell["value"], yerr=error, fmt="o", capsize=3, color=colour, label=method)
         axis.set_ylim(0, 1)
         axis.set_xlabel(label)
-        axis.set_ylabel(f"{name} (95% bootstrap interval)")
+        axis.set_ylabel(f"{name} (95% Wilson interval)")  # accuracies are rates of 0/1 items
+        axis.legend(fontsize=7, loc="upper right")  # a legend, not labels by the points: close points overlap
     figure.suptitle("medadapt: accuracy against training cost, one point per method", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ the one budget it varies against HEAD's params (besides `method`):
   `model.max_length` cuts demonstrations: the table gives the mean k used, from `metrics/icl.json`);
 - `base`: `method=base` with nothing varied, drawn as a reference band.
 A result that varies anything else belongs to no curve and is left out. Writes
-`reports/scaling.png` (one panel per budget and dataset: the metric with its bootstrap 95%
+`reports/scaling.png` (one panel per budget and dataset: the metric with its 95%
 interval), `reports/scaling.md` and `reports/scaling.json`.
 """
 
@@ -103,8 +103,9 @@ def markdown(points: list[dict]) -> str:
     base = [p for p in points if p["budget"] == "base"]
     if base:
         lines.append("base: " + ", ".join(f"{p['dataset']} {cell(p)}" for p in base) + ".")
-    lines.append("Value [bootstrap 95% interval]. train_size rows: train items asked per dataset (kept by "
-                 "`prepare` in parentheses); icl.k rows: k asked (mean k used in parentheses).")
+    lines.append("Value [95% interval: Wilson for accuracy, percentile bootstrap for F1]. train_size rows: train "
+                 "items asked per dataset (kept by `prepare` in parentheses); icl.k rows: k asked (mean k used in "
+                 "parentheses).")
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +134,7 @@ def chart(points: list[dict], path: Path) -> None:
     for r, kind in enumerate(rows):
         for c, dataset in enumerate(datasets[kind]):
             panel(axes[r][c], [p for p in points if p["dataset"] == dataset], kind, dataset)
-    figure.suptitle("medadapt: accuracy against budget (95% bootstrap intervals)")
+    figure.suptitle("medadapt: accuracy against budget (95% intervals: Wilson for accuracy, bootstrap for F1)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, metadata={"Software": None})
