@@ -255,13 +255,14 @@ def fresh_accelerate_state():
 @pytest.mark.parametrize("fsdp", ["false", "true"])
 def test_random_4bit_llama_is_quantized_layer_by_layer(monkeypatch, fsdp):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", fsdp)
-    model = bench_multi.random_llama(bench_multi.SHAPES["tiny"], "4bit", torch.bfloat16, torch.device("cpu"), seed=0)
+    shapes = bench_multi.preset_shapes("tiny")
+    model = bench_multi.random_llama(shapes, "4bit", torch.bfloat16, torch.device("cpu"), seed=0)
     q_proj = model.model.layers[0].self_attn.q_proj
     assert type(q_proj).__name__ == "Linear4bit" and type(model.lm_head).__name__ == "Linear"
     assert q_proj.weight.dtype == (torch.bfloat16 if fsdp == "true" else torch.uint8)  # FSDP: compute dtype
     assert not any(p.is_meta for p in model.parameters())
     logits = model(input_ids=torch.tensor([[5, 17, 99]])).logits
-    assert logits.shape == (1, 3, bench_multi.SHAPES["tiny"]["vocab_size"]) and torch.isfinite(logits.float()).all()
+    assert logits.shape == (1, 3, shapes["vocab_size"]) and torch.isfinite(logits.float()).all()
 
 
 def test_bench_multi_writes_tokens_per_second_and_memory(project, tmp_path, fresh_accelerate_state):
