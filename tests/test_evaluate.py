@@ -119,12 +119,7 @@ def test_rerun_gives_identical_metrics_but_cost(built):
 def full_vocabulary_log_probs(model, sequences, positions, targets, pad_id):
     """The scoring `evaluate` used before it scored positions only: a log-softmax over the whole
     vocabulary at every position of the padded batch, then read at the scored positions."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
+    ids, mask = inference.right_pad(sequences, pad_id)
     logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
     return [logprobs[row, pos, tgt] for row, (pos, tgt) in enumerate(zip(positions, targets))]
 

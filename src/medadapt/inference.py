@@ -31,17 +31,23 @@ def by_length(lengths: list[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
-def _target_log_probs(model, sequences: list[list[int]], positions: list[list[int]], targets: list[list[int]],
-                      pad_id: int) -> list[torch.Tensor]:
-    """Per sequence (right-padded into one batch), the log-probability of each target token at its
-    position. Only those positions go through the LM head and the softmax: the logits of every
-    position over the whole vocabulary were most of a pass's memory and a fifth of its compute."""
+def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids right-padded into one batch with `pad_id`, and the attention mask (1 on real tokens)."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, seq in enumerate(sequences):
         ids[row, : len(seq)] = torch.tensor(seq)
         mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def _target_log_probs(model, sequences: list[list[int]], positions: list[list[int]], targets: list[list[int]],
+                      pad_id: int) -> list[torch.Tensor]:
+    """Per sequence (right-padded into one batch), the log-probability of each target token at its
+    position. Only those positions go through the LM head and the softmax: the logits of every
+    position over the whole vocabulary were most of a pass's memory and a fifth of its compute."""
+    ids, mask = right_pad(sequences, pad_id)
     columns = sorted({p for row in positions for p in row})  # the union over rows: one LM-head call
     logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                    logits_to_keep=torch.tensor(columns, device=model.device)).logits

@@ -36,6 +36,7 @@ import torch
 from . import paths
 from .artifacts import write_json
 from .data.records import read_jsonl, read_records
+from .inference import right_pad
 from .models import base_path, load_base_model, load_tokenizer, lora_config, torch_dtype
 from .params import ParamsError
 from .presets import load_preset
@@ -192,12 +193,7 @@ def plain_batches(rows: list[list[int]], batch_size: int, pad_id: int, device) -
     """Batches padded to their longest row, padding masked out of the loss, as a plain loop does."""
     batches = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        width = max(len(r) for r in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(chunk):
-            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+        ids, mask = right_pad(rows[start : start + batch_size], pad_id)
         batches.append({"input_ids": ids.to(device), "attention_mask": mask.to(device),
                         "labels": ids.masked_fill(mask == 0, -100).to(device)})
     return batches
