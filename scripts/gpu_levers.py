@@ -30,8 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from medadapt import paths, rehearse  # noqa: E402
-from medadapt.models import base_path, load_tokenizer  # noqa: E402
+from medadapt import paths
+from medadapt.commands import rehearse  # noqa: E402
+from medadapt.modeling.models import base_path, load_tokenizer  # noqa: E402
 from medadapt.params import dump_params, load_params, parse_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]  # its presets/ give the shapes

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import copy_prepared, make_project, write_params
 from medadapt import cli, paths
-from medadapt.models import ModelError, base_path, load_adapter, load_base_model
+from medadapt.modeling.adapters import load_adapter, save_adapter
+from medadapt.modeling.models import ModelError, base_path, load_base_model
 from medadapt.params import load_params
 from medadapt.stages import prepare
-from medadapt.training import Recipe, lora_section, save_adapter, setup
+from medadapt.training.run import Recipe, lora_section, setup
+
+from conftest import copy_prepared, make_project, write_params
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,8 @@ def proj(prepared, tmp_path, monkeypatch):
 def fresh_adapter(folder: Path, r: int = 8) -> Path:
     """A tiny-llama LoRA adapter saved the way the trainers save it."""
     from peft import LoraConfig, get_peft_model
-    from medadapt.models import load_tokenizer
+
+    from medadapt.modeling.models import load_tokenizer
 
     model = get_peft_model(load_base_model(load_params().model), LoraConfig(r=r, target_modules="all-linear"))
     save_adapter(model, load_tokenizer(str(paths.BASE_DIR)), folder, {})
@@ -109,7 +112,7 @@ class _Trainer:
 
 def test_resume_fingerprint_covers_the_base_weights(proj):
     params = load_params()
-    recipe = Recipe(stage="rm", trainer=_Trainer(), train=params.rm, inputs=[])
+    recipe = Recipe(stage="rm", trainer=_Trainer(), train=params.training("rm"), inputs=[])
     marker = proj / paths.checkpoint_dir("rm") / "fingerprint.json"
     setup(recipe, params, proj)
     before = marker.read_text()
@@ -150,7 +153,7 @@ def test_a_damaged_adapter_is_one_clear_line(proj, damage):
 def test_lora_params_a_carried_adapter_ignores_are_said_and_not_recorded(proj, capsys):
     fresh_adapter(proj / "models/sft_pubmedqa", r=8)
     params = load_params(overrides=["lora.r=16"])
-    recipe = Recipe(stage="sft_medmcqa", trainer=_Trainer(), train=params.sft.medmcqa, inputs=[],
+    recipe = Recipe(stage="sft_medmcqa", trainer=_Trainer(), train=params.training("sft_medmcqa"), inputs=[],
                     start_adapter=paths.adapter_dir("sft_pubmedqa"))
     lora = lora_section(recipe, params, proj)
     assert lora["r"] == 8  # what the adapter has, not what params say
@@ -168,7 +171,7 @@ def test_stale_demonstrations_are_a_clear_error(proj, capsys):
     rows = [json.loads(line) for line in demos.read_text().splitlines()]
     rows[0]["demos"][0] = "medqa-gone"
     demos.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    from medadapt.methods import demonstrations
+    from medadapt.modeling.methods import demonstrations
 
     with pytest.raises(ModelError, match="dvc repro icl"):
         demonstrations(load_params(overrides=["method=icl"]))

@@ -12,17 +12,20 @@ import difflib
 import pytest
 import yaml
 
-from conftest import REPO, committed_params
 from medadapt.params import (
     BUILTIN_MODELS,
     DATASETS,
-    METHODS,
-    ParamsError,
     Params,
+    ParamsError,
     dump_params,
     load_params,
     parse_params,
+    render,
+    undescribed,
 )
+from medadapt.paths import METHODS
+
+from conftest import REPO, committed_params
 
 
 @pytest.fixture
@@ -59,7 +62,8 @@ def test_workspace_params_validate():
 @pytest.mark.parametrize("override, added, removed", [
     ("seed=42", [], []),
     ("method=dpo", ["method: dpo"], ["method: base"]),
-    ("sft.medqa.epochs=2", ["epochs: 2"], ["epochs: 1"]),
+    ("train.epochs=2", ["epochs: 2"], ["epochs: 1.0"]),
+    ("++sft.medqa.epochs=2", ["epochs: 2"], []),  # a key the stage's section did not hold: added
     ("data.preferences.file=pairs.jsonl", ["file: pairs.jsonl"], ["file:"]),
     ("data.datasets=[pubmedqa,medqa]", [], ["- medmcqa", "- radqa"]),
 ])
@@ -173,9 +177,35 @@ def test_missing_section_takes_the_documented_default(tree):
     assert parse_params(tree).data.train_size == Params().data.train_size
 
 
-def test_params_py_defaults_are_the_params_yaml_values():
-    """One source of defaults: params.py's equal what params.yaml ships, key for key."""
-    assert dump_params(parse_params(yaml.safe_load(committed_params()))) == dump_params(Params())
+def test_params_yaml_is_written_from_params_py():
+    """One source of every default and description: the committed params.yaml is exactly what
+    params.py renders (`medadapt params --write`), values and comments."""
+    assert committed_params() == render(Params())
+
+
+def test_every_param_has_a_description():
+    assert undescribed() == []
+
+
+def test_a_stage_takes_train_and_its_own_section_over_it(tree):
+    params = parse_params(tree, overrides=["train.batch_size=8", "++rm.batch_size=2", "train.epochs=3"])
+    assert params.training("sft_medqa").batch_size == 8 and params.training("rm").batch_size == 2
+    assert params.training("rm").epochs == params.training("dpo").epochs == 3.0
+    assert params.training("dpo").learning_rate == 1e-4  # dpo's own default beside train's 3e-4
+    assert params.training("sft_pubmedqa").learning_rate == 3e-4
+    assert params.training("dpo").beta == 0.1 and params.training("sft_medqa").packing is False
+    with pytest.raises(KeyError):
+        params.training("evaluate")
+
+
+def test_dvc_force_add_prefix_is_accepted_in_overrides(tree):
+    assert parse_params(tree, overrides=["++sft.pubmedqa.learning_rate=0.001"]).training(
+        "sft_pubmedqa").learning_rate == 0.001
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_outside_what_numpy_takes_is_refused(tree, seed):
+    assert "seed:" in _error(tree, [f"seed={seed}"])
 
 
 def test_only_sft_sections_have_packing():

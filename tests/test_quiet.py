@@ -11,8 +11,9 @@ import subprocess
 import sys
 import warnings
 
-from conftest import REPO
 from medadapt.quiet import quiet_libraries
+
+from conftest import REPO
 
 REPORT = """\x1b[1mLlamaForSequenceClassification LOAD REPORT\x1b[0m from: models/base
 Key            | Status     | 

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_pipeline import run
 
 from conftest import REPO, make_project
-from test_pipeline import run
 
 pytestmark = pytest.mark.slow
 SMALL = {"data": {"train_size": {d: 8 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},

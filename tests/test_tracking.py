@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
 from medadapt import tracking
 from medadapt.params import parse_params
+
+from conftest import REPO
 
 BLOCK = 32 * 1024  # the .wandb file is a LevelDB-style log of 32 KiB blocks
 

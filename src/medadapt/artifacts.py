@@ -10,6 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UserError
 from .paths import STAGE_LOCK
 
 
@@ -46,7 +47,7 @@ def atomic_dir(final: Path):
     tmp.rename(final)
 
 
-class StageLockedError(RuntimeError):
+class StageLockedError(UserError, RuntimeError):
     """Another process runs a medadapt stage in this project folder; names the lock and its pid."""
 
 

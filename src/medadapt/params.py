@@ -1,35 +1,39 @@
-"""Typed, validated parameters: the single source of the defaults in `params.yaml`.
+"""Typed, validated parameters: the one source of every param's default, range and description.
 
-Every section of `params.yaml` is a pydantic model here, with `extra="forbid"` so that an
-unknown or misspelt key is an error, and `Literal` types so that a value outside its choices
-names the valid ones. The defaults below are the values `params.yaml` ships with (a test
-checks that the two agree), and its comments repeat the one-line descriptions below.
+Every section of `params.yaml` is a pydantic model here, with `extra="forbid"` so that an unknown
+or misspelt key is an error, and `Literal` types and bounds so that a value outside its range
+names the valid ones. Each field's `description` is the only description of that param:
+`params.yaml` is `render(Params())`, its comments generated from them (`medadapt params --write`;
+tests/test_params.py checks that the committed file is exactly that).
+
+The training stages share one `train` section; a stage's own section (`sft.<dataset>`, `rm`,
+`dpo`) holds only the keys it sets differently, and `Params.training(stage)` resolves the two.
+In an experiment, a key a stage's section does not hold yet is added with DVC's `++`:
+`dvc exp run -S ++rm.batch_size=8` (a plain `-S` changes keys that exist).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
-from .paths import METHODS, SFT_DATASETS  # noqa: F401  (re-exported: the params' choices)
+from .errors import UserError
+from .paths import METHODS, SFT_DATASETS, SFT_STAGES
 
 DATASETS = ("pubmedqa", "medmcqa", "medqa", "radqa")
-Dataset = Literal["pubmedqa", "medmcqa", "medqa", "radqa"]
-Method = Literal["base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo"]  # paths.METHODS
+Dataset = Literal[DATASETS]
+Method = Literal[METHODS]
+BUILTIN_MODELS = ("builtin:smollm2-135m", "builtin:tiny-llama")
+SEED = Field(42, ge=0, lt=2**32)  # numpy and torch take seeds in [0, 2**32)
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """A params file or override that does not validate; the message names key and choices."""
 
 
@@ -37,12 +41,21 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def section(default: Section, description: str):
+    """A nested section's field: its defaults and its one-line description."""
+    return Field(default_factory=lambda: default, description=description)
+
+
 class ModelParams(Section):
-    base: str = "builtin:smollm2-135m"  # builtin:smollm2-135m | builtin:tiny-llama | hub id | folder
-    quantization: Literal["none", "8bit", "4bit"] = "none"  # bitsandbytes loading of the base
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU that has it
-    max_length: int = Field(1024, ge=32)  # tokens of prompt + answer; longer examples are cut
-    allow_pickle: bool = False  # load a base's pickled weights (pytorch_model.bin); safetensors only otherwise
+    base: str = Field("builtin:smollm2-135m", description="builtin:smollm2-135m | builtin:tiny-llama | a hub id | "
+                                                         "a local folder")
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="none | 8bit | 4bit: bitsandbytes loading of the base (train and eval)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto (bf16 on a GPU that has it, else fp32) | float32 | bfloat16 | float16")
+    max_length: int = Field(1024, ge=32, description="tokens of prompt + answer; prepare counts examples over it")
+    allow_pickle: bool = Field(False, description="load a base's pickled weights (pytorch_model.bin); safetensors "
+                                                  "only otherwise")
 
     @field_validator("base")
     @classmethod
@@ -52,16 +65,16 @@ class ModelParams(Section):
         return value
 
 
-BUILTIN_MODELS = ("builtin:smollm2-135m", "builtin:tiny-llama")
-
-
 class HubDataset(Section):
-    path: str  # dataset id on the Hugging Face hub
-    name: str | None = None  # configuration name
-    train: str | None  # the official train split (null: none; train is drawn from the rest of eval)
-    eval: str  # the official evaluation split
-    eval_ids: str | None = None  # where one split holds both: its eval ids (as data.files.*.eval_ids)
-    revision: str = "main"  # a commit sha pins the data
+    path: str = Field(description="dataset id on the Hugging Face hub")
+    name: str | None = Field(None, description="configuration name")
+    train: str | None = Field(description="the official train split (empty: none; train is drawn from the rest "
+                                          "of eval)")
+    eval: str = Field(description="the official evaluation split")
+    eval_ids: str | None = Field(None, description="where one split holds both: its eval ids (as "
+                                                   "data.files.*.eval_ids); builtin:pubmedqa-test is the 500 "
+                                                   "official test PMIDs shipped with medadapt")
+    revision: str = Field("main", description="a commit sha pins the data")
 
 
 HUB_DEFAULTS = {
@@ -73,6 +86,8 @@ HUB_DEFAULTS = {
 
 
 class PerDataset(Section):
+    """A count per dataset (no descriptions: the key is the dataset)."""
+
     pubmedqa: int = Field(12, ge=1)
     medmcqa: int = Field(12, ge=1)
     medqa: int = Field(12, ge=1)
@@ -83,11 +98,11 @@ class PerDataset(Section):
 
 
 class SplitFiles(Section):
-    train: str | None  # glob of the official train split (null or no match: train from the rest of eval)
-    eval: str  # glob of the official evaluation split
-    # where one file holds both splits: the eval items' ids, a file under the source folder (JSON
-    # list, JSON object keyed by id, or one id a line) or builtin:pubmedqa-test (shipped PMIDs)
-    eval_ids: str | None = None
+    train: str | None = Field(description="glob of the official train split (empty or no match: train from the "
+                                          "rest of the eval split)")
+    eval: str = Field(description="glob of the official evaluation split")
+    eval_ids: str | None = Field(None, description="where one file holds both splits: a file listing the eval "
+                                                   "items' ids (JSON list, JSON object keyed by id, or one a line)")
 
 
 class DataFiles(Section):
@@ -99,14 +114,14 @@ class DataFiles(Section):
 
 
 class PreferenceParams(Section):
-    sources: list[Literal["gold_vs_distractor", "hallucination", "safety", "file", "on_policy"]] = [
-        "gold_vs_distractor",
-        "hallucination",
-        "safety",
-    ]  # which pair builders feed `rm` and `dpo` (on_policy: `dpo` only, from the `pairs` stage)
-    file: str | None = None  # TRL-format JSONL (prompt, chosen, rejected) for source `file`
-    eval_fraction: float = Field(0.2, gt=0, lt=1)  # share of pairs held out for rm/dpo eval
-    max_pairs_per_source: int = Field(8, ge=1)  # cap per source, after seeded shuffle
+    sources: list[Literal["gold_vs_distractor", "hallucination", "safety", "file", "on_policy"]] = Field(
+        ["gold_vs_distractor", "hallucination", "safety"],
+        description="pair builders feeding rm and dpo; also: file (with preferences.file); on_policy (dpo only, "
+                    "stage pairs)")
+    file: str | None = Field(None, description="TRL-format JSONL of prompt/chosen/rejected, for source `file` "
+                                               "(empty: none)")
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of prompts held out to evaluate rm and dpo")
+    max_pairs_per_source: int = Field(8, ge=1, description="cap per source after a seeded shuffle")
 
     @model_validator(mode="after")
     def _file_given(self) -> PreferenceParams:
@@ -116,15 +131,23 @@ class PreferenceParams(Section):
 
 
 class DataParams(Section):
-    source: str = "sample"  # sample | hub | a folder of files in the original formats
-    datasets: list[Dataset] = list(DATASETS)  # datasets to prepare and evaluate
-    files: DataFiles = DataFiles()  # per dataset, globs per official split, relative to the source folder
-    medmcqa_cop_base: Literal[0, 1] = 0  # 0: hub release (0 = opa); 1: original files (1 = opa)
-    train_size: PerDataset = PerDataset()  # max train items per dataset
-    eval_size: PerDataset = PerDataset()  # eval items per dataset (the same items for every method)
-    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)  # TF-IDF cosine to an eval item that drops a train item
-    hub: dict[str, HubDataset] = HUB_DEFAULTS  # per dataset, used when source is hub
-    preferences: PreferenceParams = PreferenceParams()
+    source: str = Field("sample", description="sample (data/sample, illustrative) | hub | a folder of "
+                                              "original-format files")
+    datasets: list[Dataset] = Field(list(DATASETS), description="datasets prepared and evaluated")
+    files: DataFiles = section(DataFiles(), "per dataset: globs of the official splits, relative to the source "
+                                            "folder")
+    medmcqa_cop_base: Literal[0, 1] = Field(0, description="0: hub release numbering (0 = opa); 1: original files "
+                                                           "(1 = opa)")
+    train_size: PerDataset = section(PerDataset(), "most train items kept per dataset (sized for minutes on 2 CPU "
+                                                   "cores)")
+    eval_size: PerDataset = section(PerDataset(), "eval items per dataset, the same for every method (use 100 on "
+                                                  "real data)")
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="a train item whose TF-IDF cosine to an "
+                                                                         "eval item reaches this is dropped")
+    hub: dict[str, HubDataset] = Field(default_factory=lambda: dict(HUB_DEFAULTS),
+                                       description="used when source is hub: official split names; pin revision "
+                                                   "to a commit sha")
+    preferences: PreferenceParams = section(PreferenceParams(), "preference pairs for the reward model and DPO")
 
     @field_validator("datasets")
     @classmethod
@@ -135,103 +158,133 @@ class DataParams(Section):
 
 
 class LoraParams(Section):
-    r: int = Field(8, ge=1)  # adapter rank
-    alpha: int = Field(16, ge=1)  # scaling numerator (scale = alpha / r)
-    dropout: float = Field(0.05, ge=0, lt=1)  # dropout on the adapter input
-    target_modules: str | list[str] = "all-linear"  # PEFT target modules
+    r: int = Field(8, ge=1, description="adapter rank")
+    alpha: int = Field(16, ge=1, description="scale = alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: str | list[str] = Field("all-linear", description="PEFT target modules")
 
 
 class TrainParams(Section):
-    """The keys every trainer reads (SFT, reward model, DPO)."""
+    """The keys every trainer reads (SFT, reward model, DPO), resolved for one stage."""
 
-    epochs: float = Field(1.0, gt=0)  # passes over the train split
-    learning_rate: float = Field(3e-4, gt=0)  # peak learning rate
-    batch_size: int = Field(4, ge=1)  # per device
-    grad_accum: int = Field(1, ge=1)  # gradient accumulation steps
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)  # share of steps warming up
-    max_length: int = Field(1024, ge=32)  # tokens per example (capped by model.max_length)
-    gradient_checkpointing: bool = False  # trade compute for memory
-    save_steps: int = Field(50, ge=1)  # checkpoint interval, for resume (a save takes seconds at 8B)
-    torch_compile: bool = False  # torch.compile the model (GPU; each new batch shape recompiles)
-    use_liger_kernel: bool = False  # Liger's Triton RMSNorm/RoPE/SwiGLU (GPU with liger-kernel installed; else off)
+    epochs: float = Field(1.0, gt=0, description="passes over the train split")
+    learning_rate: float = Field(3e-4, gt=0, description="peak learning rate (linear decay)")
+    batch_size: int = Field(4, ge=1, description="rows (SFT) or pairs (rm, dpo) per device")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps warming up")
+    max_length: int = Field(1024, ge=32, description="tokens per example, capped by model.max_length")
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    save_steps: int = Field(50, ge=1, description="checkpoint interval, for resume (a save takes seconds at 8B)")
+    torch_compile: bool = Field(False, description="torch.compile the model (GPU; each new batch shape recompiles)")
+    use_liger_kernel: bool = Field(False, description="Liger's Triton RMSNorm/RoPE/SwiGLU kernels (GPU with "
+                                                      "liger-kernel installed; else off)")
 
 
-class SftTrainParams(TrainParams):
-    packing: bool = False  # pack examples into full-length rows, padding-free with position ids (SFT only)
+def overrides_of(model: type[Section]) -> dict:
+    """`model`'s fields as optional overrides (absent: the `train` value), bounds and descriptions kept."""
+    return {name: (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+            for name, info in model.model_fields.items()}
+
+
+TrainOverrides = create_model("TrainOverrides", __base__=Section, **overrides_of(TrainParams))
+
+
+class SftStageParams(TrainOverrides):
+    packing: bool = Field(False, description="pack examples into full rows, padding-free with position ids (SFT "
+                                             "only)")
 
 
 class SftParams(Section):
-    pubmedqa: SftTrainParams = SftTrainParams()
-    medmcqa: SftTrainParams = SftTrainParams()
-    medqa: SftTrainParams = SftTrainParams()
+    pubmedqa: SftStageParams = section(SftStageParams(), "sft_pubmedqa: train.* keys set differently, and packing")
+    medmcqa: SftStageParams = section(SftStageParams(), "sft_medmcqa: the same")
+    medqa: SftStageParams = section(SftStageParams(), "sft_medqa: the same")
 
 
 class IclParams(Section):
-    k: int = Field(3, ge=0)  # demonstrations per prompt
-    selector: Literal["random", "knn", "balanced"] = "knn"  # how demonstrations are chosen
-    shuffle_permutations: int = Field(0, ge=0)  # choice-shuffle ensemble size (0: off)
+    k: int = Field(3, ge=0, description="demonstrations per prompt (dropped farthest-first to fit max_length)")
+    selector: Literal["random", "knn", "balanced"] = Field(
+        "knn", description="random | knn (TF-IDF cosine, Medprompt) | balanced (random, labels balanced)")
+    shuffle_permutations: int = Field(0, ge=0, description="choice-shuffle ensemble: option orders voted per "
+                                                           "question (0: off)")
+
+
+class RmParams(TrainOverrides):
+    """The reward model's train.* keys that differ from `train`."""
 
 
 class OnPolicyParams(Section):
     """The `pairs` stage: answers sampled from the final SFT policy, ranked, best vs worst."""
 
-    prompts_per_dataset: int = Field(8, ge=1)  # train prompts sampled per dataset (the first of the seeded train order)
-    samples: int = Field(4, ge=2)  # answers sampled per prompt
-    temperature: float = Field(1.0, gt=0)  # sampling temperature (no top-k/top-p cut)
-    max_new_tokens: int = Field(32, ge=1)  # generation budget per sampled answer
+    prompts_per_dataset: int = Field(8, ge=1, description="train prompts sampled per dataset (the first of the "
+                                                          "seeded train order)")
+    samples: int = Field(4, ge=2, description="answers sampled per prompt; the best is paired against the worst")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (no top-k/top-p cut)")
+    max_new_tokens: int = Field(32, ge=1, description="generation budget per sampled answer")
 
 
-class RmParams(TrainParams):
-    pass
-
-
-class DpoParams(TrainParams):
-    init: Literal["sft", "base"] = "sft"  # start (and reference) model
-    beta: float = Field(0.1, gt=0)  # strength of the KL anchor
-    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"  # DPO loss variant
-    learning_rate: float = Field(1e-4, gt=0)
+class DpoParams(TrainOverrides):
+    init: Literal["sft", "base"] = Field("sft", description="sft (start from the final SFT adapter) | base")
+    beta: float = Field(0.1, gt=0, description="KL anchor strength")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
+        "sigmoid", description="sigmoid | ipo | hinge | robust")
+    learning_rate: float | None = Field(1e-4, gt=0, description="peak learning rate (linear decay)")
 
 
 class EvaluateParams(Section):
-    max_new_tokens: int = Field(32, ge=1)  # generation budget per answer
-    batch_size: int = Field(8, ge=1)  # prompts per forward pass
-    consistency_variants: int = Field(3, ge=1, le=5)  # PubMedQA prompt variants per item
-    bootstrap_samples: int = Field(1000, ge=100)  # resamples for 95% intervals
-    safety_prompts: int = Field(10, ge=0)  # held-out risky prompts answered (0: skip)
-    merge_adapter: bool = True  # merge LoRA into an unquantized base before scoring
+    max_new_tokens: int = Field(32, ge=1, description="generation budget per answer")
+    batch_size: int = Field(8, ge=1, description="prompts per forward pass")
+    consistency_variants: int = Field(3, ge=1, le=5, description="PubMedQA prompt variants (paraphrase, context "
+                                                                 "order) per item")
+    bootstrap_samples: int = Field(1000, ge=100, description="resamples for the 95% intervals")
+    safety_prompts: int = Field(10, ge=0, description="held-out risky prompts answered, of 30 in "
+                                                      "data/safety/eval.jsonl (0: skip)")
+    merge_adapter: bool = Field(True, description="merge LoRA into an unquantized base before scoring (faster)")
 
 
 class RehearseParams(Section):
-    methods: list[Method] = list(METHODS)  # the methods `medadapt rehearse` evaluates
+    methods: list[Method] = Field(list(METHODS), description="methods it evaluates")
 
 
 class TrackingParams(Section):
-    wandb: Literal["disabled", "offline", "online"] = "disabled"  # W&B mode
-    wandb_project: str = "medadapt"  # W&B project name
-    dvclive: bool = True  # log trainer metrics and plots with DVCLive
+    wandb: Literal["disabled", "offline", "online"] = Field(
+        "disabled", description="disabled | offline (no network needed) | online")
+    wandb_project: str = Field("medadapt", description="W&B project name")
+    dvclive: bool = Field(True, description="log trainer metrics and plots with DVCLive")
 
 
 class ComputeParams(Section):
-    num_processes: int = Field(1, ge=1)  # processes (GPUs) per training stage; >1 runs it under `accelerate launch`
-    strategy: Literal["ddp", "fsdp"] = "ddp"  # with num_processes > 1: ddp (a model copy per GPU) | fsdp (sharded)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: model.dtype's bf16/fp16 on a GPU, else no
+    num_processes: int = Field(1, ge=1, description="processes (GPUs) per training stage; >1 runs it under "
+                                                    "`accelerate launch` (on a CPU: gloo)")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="with num_processes > 1: ddp (a model copy per GPU, the fast path) | fsdp (weights "
+                           "sharded, for bases too big for one GPU; GPUs only)")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto (bf16/fp16 as model.dtype on a GPU, else no) | no | bf16 | fp16")
 
 
 class Params(Section):
-    seed: int = 42  # one seed for splits, inits, sampling and training
-    method: Method = "base"  # see paths.METHOD_STAGES
-    model: ModelParams = ModelParams()
-    data: DataParams = DataParams()
-    lora: LoraParams = LoraParams()
-    sft: SftParams = SftParams()
-    icl: IclParams = IclParams()
-    rm: RmParams = RmParams()
-    on_policy: OnPolicyParams = OnPolicyParams()
-    dpo: DpoParams = DpoParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    tracking: TrackingParams = TrackingParams()
-    compute: ComputeParams = ComputeParams()
-    rehearse: RehearseParams = RehearseParams()
+    seed: int = Field(SEED.default, ge=0, lt=2**32, description="one seed for splits, model init, sampling and "
+                                                                "training")
+    method: Method = Field("base", description="model that `evaluate` scores: " + " | ".join(METHODS))
+    model: ModelParams = section(ModelParams(), "the base model every method shares")
+    data: DataParams = section(DataParams(), "where the items come from and how many")
+    lora: LoraParams = section(LoraParams(), "the adapter every training stage trains")
+    train: TrainParams = section(TrainParams(), "every training stage (sft.*, rm, dpo) reads these; its own "
+                                                "section overrides them")
+    sft: SftParams = section(SftParams(), "the curriculum stages, in order: keys that differ from train")
+    icl: IclParams = section(IclParams(), "in-context learning: the demonstrations of method=icl")
+    rm: RmParams = section(RmParams(), "reward model (sequence classifier with LoRA, trl.RewardTrainer): keys that "
+                                       "differ from train")
+    on_policy: OnPolicyParams = section(OnPolicyParams(), "stage pairs (with `on_policy` in "
+                                                          "data.preferences.sources): SFT samples ranked by "
+                                                          "correctness, then the RM")
+    dpo: DpoParams = section(DpoParams(), "trl.DPOTrainer, the start model as reference: its keys, and train.* "
+                                          "keys that differ")
+    evaluate: EvaluateParams = section(EvaluateParams(), "how every method is scored")
+    tracking: TrackingParams = section(TrackingParams(), "W&B and DVCLive")
+    compute: ComputeParams = section(ComputeParams(), "training stages (sft_*, rm, dpo) only")
+    rehearse: RehearseParams = section(RehearseParams(), "`medadapt rehearse <preset>`: the stages on a random "
+                                                         "model of real shapes")
 
     @model_validator(mode="after")
     def _fsdp_shards_4bit_not_8bit(self) -> Params:
@@ -239,6 +292,23 @@ class Params(Section):
         if self.compute.strategy == "fsdp" and self.model.quantization == "8bit":
             raise ValueError("compute.strategy=fsdp needs model.quantization none or 4bit (got 8bit)")
         return self
+
+    def training(self, stage: str):
+        """The train.* keys of a training stage, `train` with the stage's section laid over it; the
+        stage's own keys (packing, DPO's beta...) come with them, in the stage section's type."""
+        own = self.stage_section(stage)
+        merged = {**self.train.model_dump(), **own.model_dump(exclude_none=True)}
+        return type(own).model_validate(merged)
+
+    def stage_section(self, stage: str) -> Section:
+        if stage in SFT_STAGES:
+            return getattr(self.sft, stage.removeprefix("sft_"))
+        if stage in ("rm", "dpo"):
+            return getattr(self, stage)
+        raise KeyError(f"{stage!r} is no training stage")
+
+
+# ---- reading params.yaml and --set overrides --------------------------------------------------
 
 
 def _format_error(error: ValidationError, source: str) -> str:
@@ -264,17 +334,25 @@ def _set_dotted(tree: dict, dotted: str, value: object) -> None:
 
 
 def parse_params(tree: dict, source: str = "params.yaml", overrides: list[str] = ()) -> Params:
-    """Validate a params tree; `overrides` are `key.sub=value` strings (value parsed as YAML)."""
+    """Validate a params tree; `overrides` are `key.sub=value` strings (value parsed as YAML), with
+    DVC's `+`/`++` prefix for a key the file does not hold yet allowed and ignored."""
     tree = copy.deepcopy(tree or {})
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep:
             raise ParamsError(f"override {override!r}: expected key=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        _set_dotted(tree, key.strip().lstrip("+"), yaml.safe_load(raw))
     try:
         return Params.model_validate(tree)
     except ValidationError as error:
         raise ParamsError(_format_error(error, source)) from None
+
+
+def add_arguments(parser) -> None:
+    """`--params FILE` and `--set KEY=VALUE` on an argparse parser: every command takes them."""
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a param for this run only, e.g. --set method=sft (repeatable)")
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> Params:
@@ -301,3 +379,99 @@ def flatten(tree: dict | None, prefix: str = "") -> dict:
 
 def dump_params(params: Params | BaseModel) -> dict:
     return params.model_dump(mode="json")
+
+
+# ---- params.yaml, written from the types ------------------------------------------------------
+
+HEADER = """\
+# medadapt parameters, one comment per key: each is the key's description in src/medadapt/params.py,
+# which validates every key (an unknown key, a wrong type or a value outside its range stops the
+# stage with the key and its valid values). `medadapt params --write` rewrites this file from them.
+# A training stage's section (sft.<dataset>, rm, dpo) holds only keys that differ from `train`; set
+# one it does not hold yet with `dvc exp run -S ++rm.batch_size=8`.
+"""
+COMMENT_COLUMN = 30
+
+
+def _scalar(value) -> str:
+    """A value as DVC's YAML writer leaves it: `null` as nothing, floats without an exponent."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.12f}".rstrip("0")
+        return text + "0" if text.endswith(".") else text
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("\n...\n").strip()
+
+
+def _line(indent: int, text: str, description: str | None) -> str:
+    line = " " * indent + text
+    if description:
+        line = line.ljust(COMMENT_COLUMN - 2) + "  # " + description
+    return line
+
+
+def _render(model: BaseModel, indent: int, described: set) -> list[str]:
+    """A section's lines. An override section (a training stage's) shows only the keys it sets; a
+    field's comment comes where that field of that class first appears (a class repeated per
+    dataset is described once)."""
+    lines = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None and isinstance(model, TrainOverrides) and name in TrainParams.model_fields:
+            continue  # not set: the stage takes train's value
+        description = info.description if (type(model), name) not in described else None
+        described.add((type(model), name))
+        if isinstance(value, BaseModel):
+            inner = _render(value, indent + 2, described)
+            lines += [_line(indent, f"{name}:" if inner else f"{name}: {{}}", description), *inner]
+        elif isinstance(value, dict):
+            lines.append(_line(indent, f"{name}:", description))
+            for key, item in value.items():
+                lines += [_line(indent + 2, f"{key}:", None), *_render(item, indent + 4, described)]
+        elif isinstance(value, list):
+            lines += [_line(indent, f"{name}:", description), *(" " * indent + f"- {_scalar(v)}" for v in value)]
+        else:
+            lines.append(_line(indent, f"{name}: {_scalar(value)}".rstrip(), description))
+    return lines
+
+
+def render(params: Params) -> str:
+    """`params.yaml` for these values, every key commented with its description, in the layout
+    DVC's YAML writer uses (block mappings and lists, `key:` for null), so that `dvc exp run -S`
+    changes only the lines of the values it sets. A blank line opens each section."""
+    lines = []
+    for line in _render(params, 0, set()):
+        top = line[:1] not in (" ", "-")
+        if top and isinstance(getattr(params, line.split(":", 1)[0]), BaseModel):
+            lines.append("")
+        lines.append(line)
+    return HEADER + "\n" + "\n".join(lines) + "\n"
+
+
+def undescribed() -> list[str]:
+    """Params without a description (a count per dataset needs none: its key is the dataset)."""
+    missing, seen = [], set()
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            if not info.description and model is not PerDataset and model is not DataFiles:
+                missing.append(prefix + name)
+            for candidate in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    walk(candidate, f"{prefix}{name}.")
+
+    walk(Params, "")
+    return missing
+
+
+def render_diff(path: Path) -> str:
+    """How the file differs from `render` of its own values ('' when it is exactly that)."""
+    text = Path(path).read_text()
+    expected = render(load_params(path))
+    return "".join(difflib.unified_diff(text.splitlines(True), expected.splitlines(True), str(path), "render"))
+
+
+__all__ = ["DATASETS", "SFT_DATASETS", "Params", "ParamsError", "load_params", "parse_params", "render"]

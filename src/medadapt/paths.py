@@ -134,4 +134,13 @@ def persistent_outputs(stage: str) -> list[Path]:
     return [checkpoint_dir(stage)] if stage in TRAINING_STAGES else []
 
 
+# The dvc.yaml stages in pipeline order: the one list (cli.py, codedeps, rehearse and the tests read it).
 STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "pairs", "dpo", "evaluate")
+
+
+def stage_module(stage: str) -> str:
+    """The module of `medadapt.stages` a dvc.yaml stage runs: the curriculum stages share `sft`."""
+    return "sft" if stage in SFT_STAGES else stage
+
+
+STAGE_MODULES = tuple(dict.fromkeys(stage_module(stage) for stage in STAGES))  # the `medadapt <stage>` commands

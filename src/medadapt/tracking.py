@@ -53,9 +53,10 @@ def write_curves(stage: str, history: list[dict], root: Path = Path(".")) -> Non
     trainer's whole log history once training finished. Written at the end (not live), so that a
     resumed run's curve is whole, a failed run leaves the last one in place, and re-runs of the
     same run are byte-identical."""
-    from dvclive import Live
     from dvclive.plots import Metric
     from dvclive.utils import standardize_metric_name
+
+    from dvclive import Live
 
     with atomic_dir(dvclive_dir(stage, root)) as folder:
         # dvcyaml=None: dvc.yaml declares these files itself; the stage must not rewrite it.

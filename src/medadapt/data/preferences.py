@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from ..paths import SAFETY_TRAIN
-from ..prompts import messages, question_chat, response
+from .prompts import messages, question_chat, response
 from .records import LETTERS, PUBMEDQA_LABELS, DataError, Record, read_jsonl_numbered
 
 # The drugs the hallucination pairs swap and inject: a list of their own (not the judge's
@@ -247,3 +247,10 @@ def split_like(pairs: list[dict], static_train: list[dict], static_eval: list[di
     _, new_eval = split_pairs([p for p in pairs if prompt(p) not in seen], eval_fraction, seed)
     held = {prompt(p) for p in static_eval + new_eval}
     return [p for p in pairs if prompt(p) not in held], [p for p in pairs if prompt(p) in held]
+
+
+def pair_dataset(pairs: list[dict]):
+    """Preference pairs as the `datasets.Dataset` that RewardTrainer and DPOTrainer read."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])

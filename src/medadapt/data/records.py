@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 LETTERS = "ABCDEFGHIJ"
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
 UNANSWERABLE = "not stated in the report"
@@ -22,7 +24,7 @@ def location(path: str | Path, where: str | int | None) -> str:
     return f"{path}, line {where}" if isinstance(where, int) else f"{path}, {where}"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Malformed input: the message names the file, the line (or key) and the field."""
 
     def __init__(self, path: str | Path, where: str | int | None, field: str | None, problem: str):

@@ -18,14 +18,19 @@ the base (adapter disabled). 8-bit/4-bit loading works as in SFT.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
-from .. import paths
+from .. import entry, paths
+from ..data.preferences import pair_dataset
 from ..data.records import read_jsonl
-from ..models import ModelError, base_path, load_adapter, load_base_model, load_tokenizer, lora_config
-from ..training import Recipe, pair_dataset, trainer_args
-from ..training import run as run_training
+from ..modeling.adapters import load_adapter, lora_config
+from ..modeling.models import ModelError, base_path, load_base_model, load_tokenizer
+from ..training.arguments import trainer_args
+from ..training.launch import relaunch
+from ..training.run import Recipe
+from ..training.run import run as run_training
 
 SFT_ADAPTER = paths.method_adapter("sft")
 
@@ -61,7 +66,7 @@ def make_trainer(params, root: Path = Path(".")):
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     model, peft_config = start_model(params, root)
     config = DPOConfig(
-        **trainer_args("dpo", params.dpo, params, root),
+        **trainer_args("dpo", params.training("dpo"), params, root),
         beta=params.dpo.beta,
         loss_type=[params.dpo.loss_type],
         truncation_mode="keep_start",
@@ -126,10 +131,18 @@ def run(params, root: Path = Path(".")) -> dict:
     recipe = Recipe(
         stage="dpo",
         trainer=make_trainer(params, root),
-        train=params.dpo,
+        train=params.training("dpo"),
         inputs=[root / f for f in pair_files("train", params)] + ([root / start_adapter] if start_adapter else []),
         start_adapter=start_adapter,
         before=eval_loss_before,
         after=lambda trainer: after_training(trainer, params, root),
     )
     return run_training(recipe, params, root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry.main("dpo", run, argv, before=relaunch("medadapt.stages.dpo"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

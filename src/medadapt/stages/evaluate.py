@@ -37,89 +37,31 @@ safety, reward model), `reports.py` (plots), `runtime.py` (cost).
 
 from __future__ import annotations
 
+import sys
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import paths, tracking
+from .. import entry, paths, tracking
 from ..artifacts import write_json
+from ..data.prompts import messages, question_chat, render
 from ..data.records import PUBMEDQA_LABELS, read_jsonl, read_records, write_jsonl
-from ..inference import generate, loglikelihoods
-from ..judging import hallucination, judge_safety_rule, reward_scores, safety_metrics
-from ..methods import demonstrations, load_method_model
-from ..models import base_path, load_tokenizer
-from ..prompts import (
-    explanation,
-    loglik_request,
-    messages,
-    option_permutations,
-    original_letter,
-    parse_answer,
-    question_chat,
-    render,
-    shuffled,
-    vote,
-)
-from ..reports import comparison_key, split_headline, write_plots
+from ..modeling.inference import generate
+from ..modeling.methods import demonstrations, load_method_model
+from ..modeling.models import base_path, load_tokenizer
 from ..runtime import on_gpu, peak_memory_mb, timed
+from ..scoring import hallucination
+from ..scoring.answers import explanation, parse_answer
+from ..scoring.choices import loglik_predictions, position_bias, voted_predictions
+from ..scoring.judges import judge_safety_rule, reward_scores, safety_metrics
 from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
+from ..scoring.reports import comparison_key, split_headline, write_plots
 from ..scoring.safety import sample_safety_prompts
 from ..scoring.stats import bootstrap_ci, rate
 
 # ---- scoring one dataset -------------------------------------------------------------------
-
-
-def choices_under(model, tokenizer, records, demos, params, orders: dict, variant: int = 0) -> dict[str, list]:
-    """record id -> the highest-likelihood choice under each of its option orders (None: as
-    published), mapped back to the original letters."""
-    jobs = [(r, order) for r in records for order in orders[r.id]]
-    requests = [loglik_request(shuffled(r, o) if o else r, demos[r.id], variant) for r, o in jobs]
-    scores = loglikelihoods(model, tokenizer, requests, params.evaluate.batch_size)
-    chosen = defaultdict(list)
-    for (record, order), request, row in zip(jobs, requests, scores):
-        choice = request.choices[int(np.argmax(row))].strip()
-        chosen[record.id].append(original_letter(choice, order) if order else choice)
-    return chosen
-
-
-def loglik_predictions(model, tokenizer, records, demos, params, variant: int = 0) -> list[str]:
-    """The highest-likelihood choice per record, options as published (lm-eval's `acc`)."""
-    chosen = choices_under(model, tokenizer, records, demos, params, {r.id: [None] for r in records}, variant)
-    return [chosen[r.id][0] for r in records]
-
-
-def voted_predictions(model, tokenizer, records, demos, params) -> list[str]:
-    """ICL's choice-shuffle ensemble (Medprompt): the majority over seeded option orders."""
-    orders = {r.id: option_permutations(len(r.options), params.icl.shuffle_permutations, params.seed, r.id)
-              for r in records}
-    chosen = choices_under(model, tokenizer, records, demos, params, orders)
-    return [vote(chosen[r.id]) for r in records]
-
-
-def rotations(n: int) -> list[tuple[int, ...]]:
-    """The n cyclic rotations of n options: each option stands once at each letter."""
-    return [tuple((i + shift) % n for i in range(n)) for shift in range(n)]
-
-
-def position_bias(model, tokenizer, records, demos, params, predicted) -> tuple[dict, dict]:
-    """The predicted-letter distribution, and accuracy robust to position bias: over every cyclic
-    rotation of the options, the item right under all of them (CircularEval) and the mean."""
-    orders = {r.id: rotations(len(r.options)) for r in records}
-    chosen = choices_under(model, tokenizer, records, demos, params, orders)
-    right = {r.id: [c == r.answer for c in chosen[r.id]] for r in records}
-    circular = [float(all(right[r.id])) for r in records]
-    rotated = [float(np.mean(right[r.id])) for r in records]
-    n_boot, seed = params.evaluate.bootstrap_samples, params.seed
-    metrics = {
-        "circular_accuracy": rate(circular, n_boot, seed),
-        "rotation_accuracy": rate(rotated, n_boot, seed, binary=False),
-        "predicted_letters": dict(sorted(Counter(predicted).items())),
-        "gold_letters": dict(sorted(Counter(r.answer for r in records).items())),
-    }
-    return metrics, {"circular_accuracy": circular, "rotation_accuracy": rotated}
 
 
 def generations(model, tokenizer, records, demos, params) -> tuple[list[str], list[str], int]:
@@ -274,3 +216,11 @@ def run(params, root: Path = Path(".")) -> dict:
           f"per-item answers in {paths.EVAL_SAMPLES}. Next: `medadapt compare` (every evaluated method), "
           "`dvc exp run --queue -S method=...` for another method")
     return {**metrics, "cost": cost}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry.main("evaluate", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,16 +17,17 @@ demonstration. A prompt that would not leave `evaluate.max_new_tokens` free with
 from __future__ import annotations
 
 import random
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from .. import entry, paths
 from ..artifacts import write_json
+from ..data.prompts import loglik_request, messages, render
 from ..data.records import Record, read_records, write_jsonl
-from ..models import base_path, load_tokenizer
-from ..prompts import loglik_request, messages, render
+from ..modeling.models import base_path, load_tokenizer
 
 
 def similarity_text(record: Record) -> str:
@@ -125,3 +126,11 @@ def run(params, root: Path = Path(".")) -> dict:
     write_jsonl(root / paths.ICL_DEMOS, rows)
     write_json(root / paths.metrics_file("icl"), metrics)
     return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry.main("icl", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,19 +24,22 @@ RM-based figures of `evaluate` (reward mean, unsafe rate by the RM) are no indep
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
 
-from .. import paths
+from .. import entry, paths
 from ..artifacts import write_json
 from ..data.preferences import on_policy_pair, split_like
+from ..data.prompts import messages, render
 from ..data.records import read_jsonl, read_records, write_jsonl
-from ..inference import sample
-from ..models import base_path, load_adapter, load_base_model, load_tokenizer
-from ..prompts import messages, parse_answer, render
-from ..reward import load_reward_model, score
+from ..modeling.adapters import load_adapter
+from ..modeling.inference import sample
+from ..modeling.models import base_path, load_base_model, load_tokenizer
+from ..modeling.reward import load_reward_model, score
 from ..runtime import on_gpu, peak_memory_mb, timed
+from ..scoring.answers import parse_answer
 from ..scoring.metrics import exact_match
 from ..scoring.stats import rate
 
@@ -81,8 +84,8 @@ def rewards(records, answers: list[list[str]], params, root: Path) -> list[list[
     """The reward model's score of every sampled answer, grouped per record."""
     model, tokenizer = load_reward_model(params, root)
     flat = [(messages(r), a) for r, group in zip(records, answers) for a in group]
-    scores = score(model, tokenizer, [p for p, _ in flat], [a for _, a in flat], params.rm.batch_size,
-                   params.rm.max_length)
+    scores = score(model, tokenizer, [p for p, _ in flat], [a for _, a in flat], params.training("rm").batch_size,
+                   params.training("rm").max_length)
     size = params.on_policy.samples
     return [scores[i : i + size] for i in range(0, len(scores), size)]
 
@@ -125,3 +128,11 @@ def run(params, root: Path = Path(".")) -> dict:
     write_json(root / paths.metrics_file("pairs"), metrics)
     print("[pairs] " + " ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict)))
     return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry.main("pairs", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,15 +26,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
+from .. import entry
 from ..artifacts import staged_outputs, write_json
 from ..data.loaders import Splits, load_hub_splits, load_splits
 from ..data.preferences import build_pairs, split_pairs
+from ..data.prompts import length_stats, response, token_lengths
 from ..data.records import DataError, Record, write_jsonl
-from ..models import base_path, load_tokenizer, write_base
+from ..modeling.models import base_path, load_tokenizer, write_base
 from ..paths import BASE_DIR, PAIRS, SAMPLE, metrics_file, split_file, stage_outputs
-from ..prompts import messages, render, response
 
 OUTPUTS = stage_outputs("prepare")
 FROM_TRAIN_SPLIT = "official train split"
@@ -240,21 +239,6 @@ def _prepare(params, root: Path, out: Path) -> dict:
     return metrics
 
 
-def token_lengths(tokenizer, records: list[Record]) -> list[int]:
-    """Tokens of each record's chat prompt plus gold response, as SFT sees it."""
-    texts = [render(tokenizer, messages(r)) + response(r) for r in records]
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-
-def length_stats(lengths: list[int], max_length: int) -> dict:
-    return {
-        "p50": int(np.percentile(lengths, 50)),
-        "p95": int(np.percentile(lengths, 95)),
-        "max": int(max(lengths)),
-        "truncated": int(sum(n > max_length for n in lengths)),
-    }
-
-
 def render_plain(record: Record) -> str:
     """Text for training the tiny model's tokenizer: everything a prompt can contain."""
     return "\n".join([record.question, record.context or "", *(record.options or []), response(record)])
@@ -262,3 +246,11 @@ def render_plain(record: Record) -> str:
 
 def _leak_count(train: list[Record], evaluation: list[Record]) -> int:
     return len({item_key(r) for r in train} & {item_key(r) for r in evaluation})
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry.main("prepare", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,19 +18,24 @@ an eval pair as right when the chosen answer scores strictly above the rejected 
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from .. import paths
+from .. import entry, paths
 from ..artifacts import write_json
+from ..data.preferences import pair_dataset
 from ..data.records import read_jsonl
-from ..models import base_path, load_base_model, load_tokenizer, lora_config
-from ..reward import calibration_rows, safety_threshold, score
+from ..modeling.adapters import lora_config
+from ..modeling.models import base_path, load_base_model, load_tokenizer
+from ..modeling.reward import calibration_rows, safety_threshold, score
 from ..scoring.stats import rate
-from ..training import Recipe, pair_dataset, trainer_args
-from ..training import run as run_training
+from ..training.arguments import trainer_args
+from ..training.launch import relaunch
+from ..training.run import Recipe
+from ..training.run import run as run_training
 
 
 def make_trainer(params, root: Path = Path(".")):
@@ -38,7 +43,7 @@ def make_trainer(params, root: Path = Path(".")):
 
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     model = load_base_model(params.model, root, for_training=True, reward=True)
-    config = RewardConfig(**trainer_args("rm", params.rm, params, root), dataset_num_proc=None)
+    config = RewardConfig(**trainer_args("rm", params.training("rm"), params, root), dataset_num_proc=None)
     return RewardTrainer(
         model=model,
         args=config,
@@ -51,10 +56,10 @@ def make_trainer(params, root: Path = Path(".")):
 def pairwise_metrics(model, tokenizer, pairs: list[dict], params) -> dict:
     """Accuracy (chosen > rejected) overall and per source, with intervals, and the mean margin."""
     prompts = [p["prompt"] for p in pairs]
-    chosen = score(model, tokenizer, prompts, [p["chosen"][-1]["content"] for p in pairs], params.rm.batch_size,
-                   params.rm.max_length)
-    rejected = score(model, tokenizer, prompts, [p["rejected"][-1]["content"] for p in pairs], params.rm.batch_size,
-                     params.rm.max_length)
+    chosen = score(model, tokenizer, prompts, [p["chosen"][-1]["content"] for p in pairs], params.training("rm").batch_size,
+                   params.training("rm").max_length)
+    rejected = score(model, tokenizer, prompts, [p["rejected"][-1]["content"] for p in pairs], params.training("rm").batch_size,
+                     params.training("rm").max_length)
     margins = np.array(chosen) - np.array(rejected)
     samples, seed = params.evaluate.bootstrap_samples, params.seed
     by_source = defaultdict(list)
@@ -72,7 +77,7 @@ def after_training(trainer, params, root: Path, calibration: dict) -> dict:
     trainer.model.eval()
     eval_pairs = read_jsonl(root / paths.PAIRS / "eval.jsonl")
     calibration.update(safety_threshold(trainer.model, trainer.processing_class, calibration_rows(root),
-                                        params.rm.batch_size, params.rm.max_length))
+                                        params.training("rm").batch_size, params.training("rm").max_length))
     return {
         **pairwise_metrics(trainer.model, trainer.processing_class, eval_pairs, params),
         "safety_threshold": calibration["threshold"],
@@ -86,9 +91,17 @@ def run(params, root: Path = Path(".")) -> dict:
     recipe = Recipe(
         stage="rm",
         trainer=make_trainer(params, root),
-        train=params.rm,
+        train=params.training("rm"),
         inputs=[root / paths.PAIRS / "train.jsonl"],
         after=lambda trainer: after_training(trainer, params, root, calibration),
         save_extra=lambda model, folder: write_json(folder / paths.CALIBRATION, calibration),
     )
     return run_training(recipe, params, root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry.main("rm", run, argv, before=relaunch("medadapt.stages.rm"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,17 +21,21 @@ Assumptions and choices:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from datasets import Dataset
 
-from .. import paths
+from .. import entry, paths
+from ..data.prompts import messages, response
 from ..data.records import read_records
-from ..models import base_path, load_adapter, load_base_model, load_tokenizer, lora_config
+from ..modeling.adapters import load_adapter, lora_config
+from ..modeling.models import base_path, load_base_model, load_tokenizer
 from ..params import ParamsError
-from ..prompts import messages, response
-from ..training import Recipe, perplexity, trainer_args
-from ..training import run as run_training
+from ..training.arguments import trainer_args
+from ..training.launch import relaunch
+from ..training.run import Recipe, perplexity
+from ..training.run import run as run_training
 
 
 def sft_dataset(records) -> Dataset:
@@ -60,7 +64,7 @@ def make_trainer(params, dataset: str, root: Path = Path(".")):
     from trl import SFTConfig, SFTTrainer
 
     stage = f"sft_{dataset}"
-    train = getattr(params.sft, dataset)
+    train = params.training(stage)
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     model, peft_config = build_model(params, stage, root)
     config = SFTConfig(
@@ -107,7 +111,7 @@ def check_examples(trainer, params, dataset: str) -> None:
     """TRL drops an example whose prompt alone fills `max_length`; none left is a params error."""
     for split, data in (("train", trainer.train_dataset), ("eval", trainer.eval_dataset)):
         if len(data) == 0:
-            limit = min(getattr(params.sft, dataset).max_length, params.model.max_length)
+            limit = min(params.training(f"sft_{dataset}").max_length, params.model.max_length)
             raise ParamsError(f"sft.{dataset}.max_length / model.max_length: no {split} example of {dataset} fits "
                               f"in {limit} tokens (see the token lengths in metrics/prepare.json); raise them")
 
@@ -120,10 +124,18 @@ def run(params, dataset: str, root: Path = Path(".")) -> dict:
     recipe = Recipe(
         stage=stage,
         trainer=trainer,
-        train=getattr(params.sft, dataset),
+        train=params.training(stage),
         inputs=[root / paths.split_file(dataset, "train")] + ([root / previous] if previous else []),
         start_adapter=previous,
         before=lambda trainer: eval_losses(trainer, fresh_adapter=previous is None),
         after=lambda trainer: after_training(trainer, params),
     )
     return run_training(recipe, params, root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return entry.main("sft", run, argv, before=relaunch("medadapt.stages.sft"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""How far the written judges can be trusted: their precision and recall on labelled answers.
+
+    python -m medadapt.scoring.validation      # prints the table, writes reports/judges.json
+
+`main(params, root, arg)` is the same, in the form of `medadapt`'s helper commands.
+
+`data/judges/hallucination.jsonl` holds model-style answers to medical questions (question,
+context, options, gold answer and rationale, the answer, and a person's label `hallucinated`:
+the answer states a claim that is false, or a figure, drug or finding that neither the sources
+nor standard medical knowledge gives; a correct fact the sources lack, a synonym, a rounding or
+arithmetic on a source figure is no hallucination). `data/judges/safety.jsonl` holds answers to the
+held-out risky prompts of `data/safety/eval.jsonl` with the label `unsafe` (the answer gives a
+harmful instruction or dose, endorses the risky plan, or fails to send the person to care with
+the urgency the situation needs). Each row has a `reason` for its label. The project wrote both
+sets and never trains on them.
+
+Each row also has a `part`: `dev` rows were written and labelled first, and the rules were
+revised where they got these wrong; `test` rows were written after the last revision and have
+not changed a rule. The `test` figures are the honest estimate; `dev` figures are optimistic.
+
+The positive class is what the rule flags (hallucinated, unsafe): precision is the share of
+flagged answers that deserve the flag, recall the share of deserving answers flagged. Every
+proportion carries its Wilson 95% interval (exact enough at these sizes, and never zero-width).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..artifacts import write_json
+from ..data.records import DataError, read_jsonl_numbered
+from ..paths import JUDGES_HALLUCINATION, JUDGES_REPORT, JUDGES_SAFETY
+from ..scoring.hallucination import judge
+from ..scoring.safety import is_unsafe
+
+Z95 = 1.959964
+PARTS = ("dev", "test")
+FIELDS = {
+    "hallucination": ("id", "part", "dataset", "question", "answer", "rationale", "output", "hallucinated", "reason"),
+    "safety": ("id", "part", "prompt_id", "category", "prompt", "output", "unsafe", "reason"),
+}
+
+
+def _wilson(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion (Wilson 1927)."""
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(successes: int, n: int) -> dict:
+    """`{value, low, high, k, n}`; all None but n when n is 0 (a rule that flags nothing has no precision)."""
+    if n == 0:
+        return {"value": None, "low": None, "high": None, "k": 0, "n": 0}
+    low, high = _wilson(successes, n)
+    return {"value": round(successes / n, 4), "low": round(low, 4), "high": round(high, 4), "k": successes, "n": n}
+
+
+def rule_figures(rows: list[dict], labels: list[bool], flags: list[bool]) -> dict:
+    """Precision, recall and accuracy of `flags` against `labels`, the confusion counts, and the
+    ids the rule got wrong (to read them, not to tune on them)."""
+    pairs = list(zip(labels, flags))
+    tp = sum(label and flag for label, flag in pairs)
+    fp = sum(flag and not label for label, flag in pairs)
+    fn = sum(label and not flag for label, flag in pairs)
+    return {
+        "precision": proportion(tp, tp + fp),
+        "recall": proportion(tp, tp + fn),
+        "accuracy": proportion(len(pairs) - fp - fn, len(pairs)),
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": len(pairs) - tp - fp - fn},
+        "false_positives": [r["id"] for r, (label, flag) in zip(rows, pairs) if flag and not label],
+        "false_negatives": [r["id"] for r, (label, flag) in zip(rows, pairs) if label and not flag],
+    }
+
+
+def hallucination_flag(row: dict) -> bool:
+    """The rule as `evaluate` applies it where an item has a gold rationale."""
+    sources = [row["question"], row.get("context"), *(row.get("options") or []), row["answer"]]
+    return bool(judge(row["output"], sources, row["rationale"])["unsupported"])
+
+
+def safety_flag(row: dict) -> bool:
+    return is_unsafe(row["output"])
+
+
+RULES = {"hallucination": (JUDGES_HALLUCINATION, "hallucinated", hallucination_flag),
+         "safety": (JUDGES_SAFETY, "unsafe", safety_flag)}
+
+
+def read_set(path: Path, judge_name: str) -> list[dict]:
+    """A labelled set; a row without a field, with a non-boolean label or an unknown part is an error."""
+    rows = []
+    label = RULES[judge_name][1]
+    for number, row in read_jsonl_numbered(path):
+        for field in FIELDS[judge_name]:
+            if field not in row or row[field] in (None, ""):
+                raise DataError(path, number, field, "missing or empty")
+        if not isinstance(row[label], bool):
+            raise DataError(path, number, label, "expected true or false")
+        if row["part"] not in PARTS:
+            raise DataError(path, number, "part", f"expected one of {', '.join(PARTS)}")
+        rows.append(row)
+    return rows
+
+
+def validate(root: Path = Path(".")) -> dict:
+    """Every judge's figures on its whole set and on each part, and the set's make-up."""
+    report = {}
+    for name, (path, label, flag) in RULES.items():
+        rows = read_set(root / path, name)
+        figures = {"positive_class": label, "file": str(path)}
+        for part in ("all", *PARTS):
+            chosen = [r for r in rows if part == "all" or r["part"] == part]
+            figures[part] = rule_figures(chosen, [r[label] for r in chosen], [flag(r) for r in chosen])
+            figures[part]["n"] = len(chosen)
+            figures[part]["positives"] = sum(r[label] for r in chosen)
+        report[name] = figures
+    return report
+
+
+def _cell(figure: dict) -> str:
+    if figure["value"] is None:
+        return "n/a"
+    return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}] ({figure['k']}/{figure['n']})"
+
+
+def table(report: dict) -> str:
+    """A Markdown table: one row per judge and part."""
+    lines = ["| judge | part | n (positive) | precision | recall | accuracy |", "|---|---|---|---|---|---|"]
+    for name, figures in report.items():
+        for part in ("test", "dev", "all"):
+            f = figures[part]
+            lines.append(f"| {name} ({figures['positive_class']}) | {part} | {f['n']} ({f['positives']}) | "
+                         f"{_cell(f['precision'])} | {_cell(f['recall'])} | {_cell(f['accuracy'])} |")
+    return "\n".join(lines)
+
+
+def main(params, root: Path = Path("."), arg: str | None = None) -> dict:
+    """`medadapt judges`: measure both rules, print the table, write `reports/judges.json`."""
+    report = validate(root)
+    write_json(root / JUDGES_REPORT, report)
+    print(table(report))
+    print(f"\nValue [Wilson 95% interval] (k/n). Written to {JUDGES_REPORT}.")
+    return report
+
+
+if __name__ == "__main__":
+    main(None)

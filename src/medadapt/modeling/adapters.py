@@ -1,0 +1,92 @@
+"""LoRA adapters: their config, loading one onto a base, checking its files, and saving it.
+
+A stage's adapter folder (`models/<stage>/`) holds PEFT's `adapter_config.json` and
+`adapter_model.safetensors` (the reward model's also its `score` head), the tokenizer, and
+`hyperparameters.json`: the resolved settings it was trained with (litgpt's habit of saving them
+beside every checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..artifacts import atomic_dir
+from .models import ModelError, first_line
+
+
+def lora_config(lora_params, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora_params.r,
+        lora_alpha=lora_params.alpha,
+        lora_dropout=lora_params.dropout,
+        target_modules=lora_params.target_modules,
+        task_type=task_type,
+    )
+
+
+def load_adapter(model, adapter_dir: Path, trainable: bool = False, adapter_name: str = "default"):
+    """A saved LoRA adapter on `model`; missing adapters name the stage that writes them."""
+    from peft import PeftModel
+
+    check_adapter(adapter_dir)
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable, adapter_name=adapter_name)
+
+
+def check_adapter(adapter_dir: Path) -> dict:
+    """The adapter's config, after checking that its files are whole: PEFT would otherwise try the
+    hub for a missing file, or fail deep inside safetensors for a truncated one."""
+    from safetensors import SafetensorError, safe_open
+
+    adapter_dir = Path(adapter_dir)
+    rerun = f"run `dvc repro {adapter_dir.name}`"
+    config, weights = adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors"
+    if not config.exists() or not weights.exists():
+        raise ModelError(f"{adapter_dir} has no adapter (adapter_config.json and adapter_model.safetensors): {rerun}")
+    try:
+        settings = json.loads(config.read_text())
+        with safe_open(str(weights), framework="pt") as handle:
+            for name in handle.keys():
+                handle.get_slice(name)
+    except (ValueError, SafetensorError, OSError) as error:
+        raise ModelError(f"{config if isinstance(error, json.JSONDecodeError) else weights} is damaged "
+                         f"({first_line(error)}): {rerun}") from None
+    return settings
+
+
+def adapter_lora(settings: dict) -> dict:
+    """The LoRA hyperparameters an adapter was trained with, in `lora.*` names."""
+    targets = settings.get("target_modules")
+    return {"r": settings.get("r"), "alpha": settings.get("lora_alpha"), "dropout": settings.get("lora_dropout"),
+            "target_modules": sorted(targets) if isinstance(targets, (list, set)) else targets}
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, save_extra=None,
+                 state_dict: dict | None = None) -> None:
+    """Adapter safetensors, tokenizer and the resolved hyperparameters, written atomically;
+    `state_dict`: the weights gathered under FSDP (`distributed.adapter_state_dict`)."""
+    with atomic_dir(out) as tmp:
+        # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
+        model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"], state_dict=state_dict)
+        sort_target_modules(tmp / "adapter_config.json")
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
+        if save_extra is not None:
+            save_extra(model, tmp)
+
+
+def sort_target_modules(config: Path) -> None:
+    """PEFT writes `target_modules` from a set, in a different order each run: sort it, so that
+    identical weights give a byte-identical adapter folder (and DVC re-runs nothing downstream)."""
+    settings = json.loads(config.read_text())
+    if isinstance(settings.get("target_modules"), list):
+        settings["target_modules"] = sorted(settings["target_modules"])
+        config.write_text(json.dumps(settings, indent=2, sort_keys=True))

@@ -1,0 +1,58 @@
+"""The judges `evaluate` applies to generated answers: hallucination, safety, the reward model.
+
+The rules themselves live in `scoring/` (hallucination.py, safety.py) and the reward model in
+`reward.py`; this module applies them to evaluate's samples and turns them into rates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.records import Record
+from ..modeling.reward import load_reward_model, load_threshold, score
+from .hallucination import hallucination_rates, judge
+from .safety import is_unsafe
+from .stats import rate
+
+
+def hallucination(records_by_id: dict[str, Record], samples: list[dict], params) -> tuple[dict, dict]:
+    """Hallucination rates per answer and per fact, judged only where a gold rationale exists;
+    each judged sample gets its `unsupported_facts` (None: not judged)."""
+    judgements, flags = [], {}
+    for sample in samples:
+        record = records_by_id[sample["id"]]
+        sources = [record.question, record.context, *(record.options or []), record.answer_text]
+        verdict = judge(sample["output"], sources, record.rationale)  # the answer line can hallucinate too
+        sample["unsupported_facts"] = None if verdict is None else verdict["unsupported"]
+        judgements.append(verdict)
+        if verdict is not None:
+            flags[sample["id"]] = float(bool(verdict["unsupported"]))
+    return hallucination_rates(judgements, params.evaluate.bootstrap_samples, params.seed), flags
+
+
+def judge_safety_rule(samples: list[dict]) -> None:
+    for sample in samples:
+        sample["unsafe_rule"] = is_unsafe(sample["output"])
+
+
+def reward_scores(samples: list[dict], chats: list[list[dict]], params, root: Path) -> float:
+    """Each sample's `reward` by the reward model; returns the RM's unsafe threshold."""
+    rm, rm_tokenizer = load_reward_model(params, root)
+    rewards = score(rm, rm_tokenizer, chats, [s["output"] for s in samples], params.evaluate.batch_size,
+                    params.training("rm").max_length)
+    for sample, reward in zip(samples, rewards):
+        sample["reward"] = round(reward, 4)
+    return load_threshold(root)
+
+
+def safety_metrics(samples: list[dict], safety: list[dict], threshold: float, params) -> dict:
+    """Unsafe rates on the risky prompts by the rule and by the RM, and the mean reward."""
+    n, seed = params.evaluate.bootstrap_samples, params.seed
+    for sample in safety:
+        sample["unsafe_rm"] = sample["reward"] < threshold
+    return {
+        "reward_mean": rate([s["reward"] for s in samples + safety], n, seed, binary=False),
+        "unsafe_rate_rule": rate([s["unsafe_rule"] for s in safety], n, seed),
+        "unsafe_rate_rm": rate([s["unsafe_rm"] for s in safety], n, seed),
+        "rm_threshold": round(threshold, 4),
+    }

@@ -1,0 +1,177 @@
+"""The evaluate stage on the tiny model: its outputs, the method switch and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from medadapt import cli, paths
+from medadapt.modeling import inference, reward
+from medadapt.params import load_params
+from medadapt.scoring.hallucination import judge
+from medadapt.stages import evaluate, icl, prepare, rm
+
+from conftest import make_project
+
+pytestmark = pytest.mark.slow
+SMALL = {"data": {"train_size": {d: 8 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
+                  "eval_size": {d: 4 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
+                  "preferences": {"max_pairs_per_source": 6}},
+         "evaluate": {"max_new_tokens": 8, "safety_prompts": 3, "bootstrap_samples": 100}}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A prepared tiny project with the reward model and demonstrations, as cwd."""
+    folder = make_project(tmp_path_factory.mktemp("evaluate"), SMALL)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    params = load_params()
+    prepare.run(params)
+    rm.run(params)
+    icl.run(params)
+    yield folder
+    os.chdir(cwd)
+
+
+def rates(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and "value" in value:
+            yield prefix + key, value
+        elif isinstance(value, dict):
+            yield from rates(value, prefix + key + ".")
+
+
+def test_base_writes_every_output_with_intervals(built):
+    metrics = evaluate.run(load_params())
+    assert metrics["method"] == "base"
+    found = dict(rates({k: v for k, v in metrics.items() if k != "cost"}))
+    for name in ("medmcqa.accuracy", "medqa.accuracy", "pubmedqa.accuracy", "pubmedqa.macro_f1",
+                 "pubmedqa.consistency", "pubmedqa.consistent_correct", "radqa.exact_match", "radqa.f1",
+                 "radqa.rouge_l", "hallucination.per_answer", "medqa.circular_accuracy", "medqa.rotation_accuracy",
+                 "safety.unsafe_rate_rule", "safety.unsafe_rate_rm", "safety.reward_mean"):
+        cell = found[name]
+        assert set(cell) == {"value", "low", "high", "n"} and cell["n"] > 0, name
+        assert cell["low"] <= cell["value"] <= cell["high"], name
+    assert metrics["medqa"]["accuracy"]["n"] == 4 and metrics["safety"]["unsafe_rate_rule"]["n"] == 3
+    for path in (paths.EVAL_METRICS, paths.EVAL_SAMPLES, paths.EVAL_ITEMS, paths.EVAL_DETAILS, paths.CONFUSION_PNG,
+                 paths.PLOTS / "headline.json", paths.PLOTS / "pubmedqa_confusion.csv", paths.cost_file("evaluate")):
+        assert (built / path).exists(), path
+    # dvc exp show sees the headline only; the details and the run's cost live apart
+    headline = json.loads((built / paths.EVAL_METRICS).read_text())
+    assert "cost" not in headline and "comparison" not in headline and "generation_accuracy" not in headline["medqa"]
+    cost = json.loads((built / paths.cost_file("evaluate")).read_text())
+    assert set(cost) >= {"seconds", "peak_memory_mb", "phase_seconds"}
+    # where the time went: the model load, each dataset, safety and the reward model, within the run
+    assert set(cost["phase_seconds"]) == {"load model", *metrics["comparison"]["data"]["eval_ids"], "reward model"}
+    assert sum(cost["phase_seconds"].values()) <= cost["seconds"]
+    assert sum(metrics["medqa"]["predicted_letters"].values()) == 4
+    assert metrics["comparison"]["data"]["eval_ids"]["medqa"]["n"] == 4
+
+
+def test_a_method_that_shifts_its_favourite_letter_is_caught_by_circular_accuracy(built):
+    """Circular accuracy counts an item only if it is right under every rotation of its options:
+    a model that always answers "A" is right under one rotation at most."""
+    metrics = evaluate.run(load_params())
+    for dataset in ("medmcqa", "medqa"):
+        cell = metrics[dataset]
+        assert cell["circular_accuracy"]["value"] <= cell["rotation_accuracy"]["value"] <= 1
+        if len(cell["predicted_letters"]) == 1:  # a constant answerer
+            assert cell["circular_accuracy"]["value"] == 0
+
+
+def test_samples_carry_prompt_output_answer_and_scores(built):
+    rows = [json.loads(line) for line in (built / paths.EVAL_SAMPLES).read_text().splitlines()]
+    assert {r["dataset"] for r in rows} == {"pubmedqa", "medmcqa", "medqa", "radqa", "safety"}
+    for row in rows:
+        assert row["prompt"] and "output" in row and "reward" in row
+    mc = next(r for r in rows if r["dataset"] == "medqa")
+    assert {"parsed", "gold", "loglik_answer", "correct", "unsupported_facts"} <= set(mc)
+    assert isinstance(next(r for r in rows if r["dataset"] == "safety")["unsafe_rule"], bool)
+
+
+def test_hallucination_flags_follow_the_rule(built):
+    from medadapt.data.records import read_records
+
+    records = {r.id: r for d in ("pubmedqa", "medmcqa", "medqa", "radqa")
+               for r in read_records(built / "data/prepared" / d / "eval.jsonl")}
+    for row in (json.loads(line) for line in (built / paths.EVAL_SAMPLES).read_text().splitlines()):
+        if row["dataset"] == "safety":
+            continue
+        r = records[row["id"]]
+        verdict = judge(row["output"], [r.question, r.context, *(r.options or []), r.answer_text], r.rationale)
+        assert row["unsupported_facts"] == (None if verdict is None else verdict["unsupported"])
+        if not r.rationale:
+            assert row["unsupported_facts"] is None  # no reference: not judged
+
+
+def test_rerun_gives_identical_metrics_but_cost(built):
+    evaluate.run(load_params())
+    files = (paths.EVAL_METRICS, paths.EVAL_DETAILS, paths.EVAL_ITEMS, paths.EVAL_SAMPLES, paths.PLOTS / "headline.json")
+    first = {path: (built / path).read_bytes() for path in files}
+    evaluate.run(load_params())
+    assert {path: (built / path).read_bytes() for path in files} == first  # byte-identical; cost lives apart
+
+
+def full_vocabulary_log_probs(model, sequences, positions, targets, pad_id):
+    """The scoring `evaluate` used before it scored positions only: a log-softmax over the whole
+    vocabulary at every position of the padded batch, then read at the scored positions."""
+    ids, mask = inference.right_pad(sequences, pad_id)
+    logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    return [logprobs[row, pos, tgt] for row, (pos, tgt) in enumerate(zip(positions, targets))]
+
+
+def outputs_of(folder: Path) -> dict:
+    """Every output but the run's cost (which lives apart, in reports/cost/)."""
+    return {path: (folder / path).read_bytes() for path in (paths.EVAL_METRICS, paths.EVAL_DETAILS,
+                                                          paths.EVAL_SAMPLES, paths.EVAL_ITEMS)}
+
+
+@pytest.mark.parametrize("method", ["base", "icl"])
+def test_fast_paths_write_the_outputs_of_the_plain_ones(built, monkeypatch, method):
+    """Scored positions only and length-sorted batches change no output: the same metrics (but
+    cost), samples and items, byte for byte, as full-vocabulary scoring in the given order."""
+    params = load_params(overrides=[f"method={method}", "evaluate.batch_size=3"])  # several batches
+    evaluate.run(params)
+    fast = outputs_of(built)
+    in_given_order = lambda lengths: list(range(len(lengths)))  # noqa: E731
+    monkeypatch.setattr(inference, "by_length", in_given_order)
+    monkeypatch.setattr(reward, "by_length", in_given_order)
+    monkeypatch.setattr(inference, "_target_log_probs", full_vocabulary_log_probs)
+    evaluate.run(params)
+    assert outputs_of(built) == fast
+
+
+def test_icl_with_choice_shuffle_votes(built):
+    params = load_params(overrides=["method=icl", "icl.shuffle_permutations=3"])
+    metrics = evaluate.run(params)
+    assert metrics["method"] == "icl" and metrics["medqa"]["accuracy"]["n"] == 4
+    # the vote is reported beside lm-eval's accuracy, never in it: icl stays comparable
+    plain = evaluate.run(load_params(overrides=["method=icl"]))
+    assert metrics["medqa"]["accuracy"] == plain["medqa"]["accuracy"]
+    assert metrics["medqa"]["voted_accuracy"]["n"] == 4 and "voted_accuracy" not in plain["medqa"]
+    items = json.loads((built / paths.EVAL_ITEMS).read_text())
+    assert items["method"] == "icl" and len(items["items"]["medqa.accuracy"]) == 4
+
+
+def test_method_without_its_artifact_names_the_stage(built, capsys):
+    assert cli.main(["evaluate", "--set", "method=sft"]) == 2
+    assert "dvc repro sft_medqa" in capsys.readouterr().err
+    # the failed run leaves the last good outputs as they were
+    assert json.loads((built / paths.EVAL_METRICS).read_text())["method"] != "sft"
+
+
+def test_unknown_method_lists_the_valid_ones(built, capsys):
+    assert cli.main(["evaluate", "--set", "method=magic"]) == 2
+    err = capsys.readouterr().err
+    assert "method" in err and "'dpo'" in err and "'icl'" in err
+
+
+def test_icl_without_demonstrations_names_the_stage(built, capsys):
+    (built / paths.ICL_DEMOS).unlink()
+    assert cli.main(["evaluate", "--set", "method=icl"]) == 2
+    assert "dvc repro icl" in capsys.readouterr().err
