@@ -2,7 +2,7 @@
 
     python3 scripts/gpu_levers.py OUT_DIR [--set key=value ...]    # in a prepared project folder
 
-One process builds a random-init model of a preset's shapes (`medadapt.rehearse`, default
+One process builds a random-init model of a preset's shapes (`medadapt.modeling.random_init`, default
 llama-3.1-8b), then runs `sft pubmedqa` once per variant of `VARIANTS` (each a list of `--set`
 overrides on top of the given ones, outputs cleared in between so nothing resumes), the plain
 LoRA loop beside them, then `rm` (evaluate scores with it) and `evaluate` (method sft_pubmedqa,
@@ -32,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from medadapt import paths
 from medadapt.commands import rehearse  # noqa: E402
+from medadapt.commands.preset import preset_shapes  # noqa: E402
+from medadapt.modeling.random_init import write_random_llama  # noqa: E402
+from medadapt.runtime import device_name  # noqa: E402
 from medadapt.modeling.models import base_path, load_tokenizer  # noqa: E402
 from medadapt.params import dump_params, load_params, parse_params  # noqa: E402
 
@@ -169,12 +172,12 @@ def main() -> None:
     budget = float(os.environ.get("BUDGET_S", "520"))
     start = time.perf_counter()
     tokenizer = load_tokenizer(base_path(params.model.base, Path(".")))
-    report = {"preset": preset, "device": rehearse.device_name(), "torch": torch.__version__, "sft": [],
+    report = {"preset": preset, "device": device_name(), "torch": torch.__version__, "sft": [],
               "plain_loop": [], "evaluate": []}
     save = lambda: (out / "levers.json").write_text(json.dumps(report, indent=1))  # noqa: E731
     with rehearse.scratch_project(Path(".").resolve()) as scratch:
         folder = scratch / "random-model"
-        report["shapes"] = rehearse.write_random_model(rehearse.preset_shapes(preset, REPO), tokenizer, folder,
+        report["shapes"] = write_random_llama(preset_shapes(preset, REPO), tokenizer, folder,
                                                             torch.bfloat16 if GPU else torch.float32, params.seed)
         params = params.model_copy(update={"model": params.model.model_copy(update={"base": str(folder)})})
         mix = rehearse.length_mix(params, tokenizer)

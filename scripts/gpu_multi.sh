@@ -21,7 +21,7 @@ section=${2:?usage: scripts/gpu_multi.sh OUT_DIR stages|ddp|fsdp|70b}
 mkdir -p "$out"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 medadapt() { timeout 300 python3 -m medadapt.cli "$@"; }
-bench() { timeout 540 python3 -m medadapt.bench_multi "$@" 2>&1 | grep -E '^\[|Error|error|memory' | tail -4; }
+bench() { timeout 540 python3 -m medadapt.commands.bench_multi "$@" 2>&1 | grep -E '^\[|Error|error|memory' | tail -4; }
 two=(--set compute.num_processes=2)
 fsdp=(--set compute.num_processes=2 --set compute.strategy=fsdp)
 
@@ -67,7 +67,7 @@ def crashing(*args, **kwargs):
 sft.make_trainer = crashing
 sys.exit(cli.main(sys.argv[1:]))
 PY
-  flags=$(python3 -c "import sys; from medadapt.launch import launch_flags; from medadapt.params import load_params
+  flags=$(python3 -c "import sys; from medadapt.training.launch import launch_flags; from medadapt.params import load_params
 print(' '.join(launch_flags(load_params(overrides=sys.argv[1:]))))" compute.num_processes=2 compute.strategy=fsdp)
   timeout 300 python3 -m accelerate.commands.launch $flags /tmp/crash_at_step_3.py sft pubmedqa "${tiny[@]}" "${resume[@]}" \
     2>&1 | grep -E '^\[|Error' | tail -2
