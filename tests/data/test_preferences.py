@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from medadapt.data.loaders import load_files
-from medadapt.data.preferences import INJECTED_DRUGS, build_pairs, gold_vs_distractor, inject_fact, split_pairs
+from medadapt.data.preferences import INJECTED_DRUGS, build_pairs, gold_vs_distractor, hallucination, inject_fact, split_pairs
 from medadapt.data.prompts import SYSTEM, messages, response, user_message
 from medadapt.data.records import DataError, Record
 from medadapt.params import PreferenceParams
-from medadapt.scoring import hallucination
 from medadapt.scoring.answers import explanation, parse_answer
 from medadapt.scoring.hallucination import hallucinates
 
