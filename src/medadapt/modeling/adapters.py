@@ -76,17 +76,19 @@ def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, save_extra=
     with atomic_dir(out) as tmp:
         # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
         model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"], state_dict=state_dict)
-        sort_target_modules(tmp / "adapter_config.json")
+        normalise_adapter_config(tmp / "adapter_config.json")
         tokenizer.save_pretrained(str(tmp))
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
         if save_extra is not None:
             save_extra(model, tmp)
 
 
-def sort_target_modules(config: Path) -> None:
-    """PEFT writes `target_modules` from a set, in a different order each run: sort it, so that
-    identical weights give a byte-identical adapter folder (and DVC re-runs nothing downstream)."""
+def normalise_adapter_config(config: Path) -> None:
+    """Identical weights give a byte-identical adapter folder (and DVC re-runs nothing downstream):
+    PEFT writes `target_modules` from a set, in a different order each run, so it is sorted; and
+    it stamps its own version, which another patch release would change, so that is dropped."""
     settings = json.loads(config.read_text())
     if isinstance(settings.get("target_modules"), list):
         settings["target_modules"] = sorted(settings["target_modules"])
-        config.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    settings.pop("peft_version", None)
+    config.write_text(json.dumps(settings, indent=2, sort_keys=True))

@@ -111,7 +111,20 @@ def write_base(base: str, seed: int, texts: list[str], out: Path = BASE_DIR) -> 
         model, tokenizer = build_smollm2() if base == "builtin:smollm2-135m" else build_tiny_llama(texts, seed)
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        without_library_versions(out)
     (out / BASE_RECORD).write_text(json.dumps({"base": base}, indent=1) + "\n")
+
+
+def without_library_versions(folder: Path) -> None:
+    """Drop the `transformers_version` that `save_pretrained` stamps into the configs: another
+    patch release of transformers writes the same weights, and the stamp alone would change
+    `models/base`'s hash, hence every stage after it (`dvc.lock` of a fresh clone would differ)."""
+    for name in ("config.json", "generation_config.json"):
+        path = folder / name
+        if path.exists():
+            config = json.loads(path.read_text())
+            config.pop("transformers_version", None)
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def prepared_base(root: Path = Path(".")) -> str | None:
