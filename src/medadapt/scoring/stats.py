@@ -116,9 +116,14 @@ def sign_flip_test(a, b, permutations: int = 10_000, seed: int = 0) -> dict:
     Under the null each item's difference is as likely to have either sign. Items with no
     difference cannot flip and are left out of the null distribution (not of `n`). With at most
     EXACT_MAX_PAIRS non-zero differences every sign pattern is enumerated (exact p); beyond, a
-    seeded Monte Carlo of `permutations` resamples, whose p is (b + 1) / (B + 1) per tail, never 0.
-    `p_bound` is True when no resample was as extreme as the data: the true p is below
-    `p_value`, the smallest p these resamples can show.
+    seeded Monte Carlo of B = `permutations` resamples gives p = 2 min over the tails of
+    (b + 1) / (B + 1), b the resamples at least as extreme in that tail: never 0, and a valid
+    p-value in its own right (under the null P(p <= alpha) <= alpha, resampling included), but an
+    estimate of the exact permutation p, not a bound on it: the exact p may be larger or smaller.
+    `p_bound` is True when no resample was as extreme as the data, so `p_value` is 2 / (B + 1),
+    the smallest p these resamples can show. The exact p is then likely, not surely, smaller: at
+    an exact two-sided p of 4 / B, no resample is as extreme with probability about e^-2 = 0.14;
+    with 95% confidence the exact p is below about 6 / B (rule of three per tail).
     """
     a, b = _pair(a, b)
     diff = a - b
