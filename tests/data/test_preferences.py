@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from medadapt.data.loaders import load_files
-from medadapt.data.preferences import INJECTED_DRUGS, build_pairs, gold_vs_distractor, hallucination, inject_fact, split_pairs
+from medadapt.data.preferences import (
+    INJECTED_DRUGS,
+    build_pairs,
+    gold_vs_distractor,
+    hallucination,
+    inject_fact,
+    split_pairs,
+)
 from medadapt.data.prompts import SYSTEM, messages, response, user_message
 from medadapt.data.records import DataError, Record
 from medadapt.params import PreferenceParams

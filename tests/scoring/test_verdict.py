@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from conftest import REPO
-from medadapt.reports import HEADLINE
 from medadapt.scoring import pairwise, power, verdict
+from medadapt.scoring.reports import HEADLINE
 from medadapt.scoring.stats import holm, paired_bootstrap, paired_test, sign_flip_test
+
+from conftest import REPO
 
 # ---- paired differences -------------------------------------------------------------------------
 
