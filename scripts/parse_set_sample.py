@@ -12,8 +12,11 @@ label: the labels in parse.jsonl were written by a person reading each row (data
 Per method and dataset (18 cells), with `random.Random(f"{SEED}-{method}-{dataset}")`:
 1. every kind present in the cell gives up to PER_KIND rows (a seeded shuffle, then the first);
 2. the cell is filled up to PER_CELL rows with a seeded random sample of its other rows.
-So every kind of output is in the set, and the common kinds are in it about as often as the
-runs produce them. A cell with more kinds than PER_CELL / PER_KIND keeps them all.
+   So every kind of output is in the set, and the common kinds about as often as the runs
+   produce them (a cell with more kinds than PER_CELL / PER_KIND keeps them all). These rows are
+   the `dev` part: the parser was written looking at them.
+3. PER_CELL_TEST of the cell's remaining rows, a seeded random sample with its own generator, are
+   the `test` part: labelled with the rest, before the parser was written, and not used to write it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 RUNS = Path("reports/reference/runs")
 METHODS = ("base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo")
 DATASETS = ("pubmedqa", "medmcqa", "medqa")
-SEED, PER_KIND, PER_CELL = 0, 2, 20
+SEED, PER_KIND, PER_CELL, PER_CELL_TEST = 0, 2, 20, 5
 SET = Path("data/judges/parse.jsonl")
 LETTERS = "ABCD"
 
@@ -100,7 +103,7 @@ def generations(root: Path = Path(".")) -> list[dict]:
 
 
 def select(rows: list[dict]) -> list[dict]:
-    chosen = []
+    chosen, tests = [], []
     for method in METHODS:
         for dataset in DATASETS:
             cell = [r for r in rows if r["method"] == method and r["dataset"] == dataset]
@@ -114,15 +117,20 @@ def select(rows: list[dict]) -> list[dict]:
                     picked.append(row)
             rest = [r for r in order if r not in picked]
             picked += rng.sample(rest, max(0, min(len(rest), PER_CELL - len(picked))))  # step 2
-            chosen += sorted(picked, key=lambda r: r["id"])
-    return chosen
+            chosen += [{**r, "part": "dev"} for r in sorted(picked, key=lambda r: r["id"])]
+            # step 3: the held-out part, a seeded random sample of the cell's remaining rows
+            test_rng = random.Random(f"{SEED}-test-{method}-{dataset}")
+            left = [r for r in cell if r not in picked]
+            held = test_rng.sample(left, min(len(left), PER_CELL_TEST))
+            tests += [{**r, "part": "test"} for r in sorted(held, key=lambda r: r["id"])]
+    return chosen + tests
 
 
 def main(argv: list[str]) -> int:
     chosen = select(generations())
     if argv and argv[0] == "--check":
         labelled = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines()]
-        keys = lambda rows: [(r["id"], r["method"], r["dataset"], r["output"], r["options"]) for r in rows]
+        keys = lambda rows: [(r["id"], r["method"], r["dataset"], r["output"], r["options"], r["part"]) for r in rows]
         same = keys(labelled) == keys(chosen)
         print(f"{SET}: {len(labelled)} rows, {'the' if same else 'NOT the'} {len(chosen)} rows chosen")
         return 0 if same else 1
