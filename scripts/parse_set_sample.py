@@ -39,7 +39,7 @@ LETTERS = "ABCD"
 def options_from_prompt(prompt: str) -> list[str]:
     """The option texts of the last user turn (the question asked; earlier turns are demonstrations)."""
     user = prompt.split("<|im_start|>user\n")[-1].split("<|im_end|>")[0]
-    options = dict(re.findall(r"^([A-J])\. (.*)$", user, re.M))
+    options = dict(re.findall(r"^([A-J])\. (.*)$", user, re.MULTILINE))
     return [options[letter] for letter in LETTERS[: len(options)]]
 
 
@@ -52,22 +52,22 @@ def kind(output: str, options: list[str] | None) -> str:
     text = output.strip()
     if not text:
         return "empty"
-    tags = len(re.findall(r"answer\s*:", text, re.I))
+    tags = len(re.findall(r"answer\s*:", text, re.IGNORECASE))
     first = text.splitlines()[0]
-    tagged = re.match(r"\s*answer\s*:\s*(.*)", first, re.I)
+    tagged = re.match(r"\s*answer\s*:\s*(.*)", first, re.IGNORECASE)
     body = tagged.group(1) if tagged else first
     prefix = ("tag-" if tagged else "") + ("repeated-tag-" if tags > 1 else "")
     if options is None:
-        if re.search(r"yes[,;]? no[,;]? (or )?maybe", text, re.I):
+        if re.search(r"yes[,;]? no[,;]? (or )?maybe", text, re.IGNORECASE):
             return prefix + "echoed-instruction"
-        if re.match(r"\W*(yes|no|maybe)\b", body, re.I):
+        if re.match(r"\W*(yes|no|maybe)\b", body, re.IGNORECASE):
             return prefix + "word-first"
-        if re.search(r"answer\b.{0,200}?\bis\b", text, re.I | re.S):
+        if re.search(r"answer\b.{0,200}?\bis\b", text, re.IGNORECASE | re.DOTALL):
             return prefix + "answer-is-prose"
         return prefix + "prose"
-    if len(re.findall(r"^\s*\(?[A-D][.)]", text, re.M)) >= 2:
+    if len(re.findall(r"^\s*\(?[A-D][.)]", text, re.MULTILINE)) >= 2:
         return prefix + "option-lines"
-    later = re.findall(r"answer is:?\s*\(?([A-D])\b", text, re.I)
+    later = re.findall(r"answer is:?\s*\(?([A-D])\b", text, re.IGNORECASE)
     letter = re.match(r"\(?([A-D])\b\)?[.):]?\s*(.*)", body)
     if letter:
         own = options[LETTERS.index(letter.group(1))]
@@ -83,7 +83,7 @@ def kind(output: str, options: list[str] | None) -> str:
         if any(x != letter.group(1) for x in later):
             shape += "-then-other-letter"
         return prefix + shape
-    if re.search(r"answer is", text, re.I):
+    if re.search(r"answer is", text, re.IGNORECASE):
         return prefix + "answer-is-prose"
     return prefix + ("option-text" if _norm(body) in map(_norm, options) else "prose")
 
@@ -135,8 +135,7 @@ def main(argv: list[str]) -> int:
         print(f"{SET}: {len(labelled)} rows, {'the' if same else 'NOT the'} {len(chosen)} rows chosen")
         return 0 if same else 1
     with open(argv[0], "w", encoding="utf-8") as handle:
-        for row in chosen:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in chosen)
     print(f"{len(chosen)} rows to {argv[0]}")
     return 0
 

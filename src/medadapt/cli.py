@@ -112,7 +112,7 @@ COMMANDS = {name: Command(*spec) for name, spec in {
                 ("out", {"nargs": "?", "default": None, "metavar": "PREFIX",
                          "help": "also write PREFIX.md, PREFIX.json and PREFIX.png, e.g. reports/compare "
                                  "(default: print only)"})),
-    "judges": ("measure the hallucination and safety rules on their labelled answers", helper(
+    "judges": ("measure the hallucination and safety rules and the answer parser on labelled answers", helper(
         "medadapt.scoring.validation"), None),
     "bench": ("measure speed, each fast path beside its baseline", helper("medadapt.bench", "target"),
               ("target", {"nargs": "?", "default": "eval", "choices": BENCH_TARGETS,
