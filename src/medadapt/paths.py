@@ -19,6 +19,7 @@ SAFETY_CALIBRATION = Path("data/safety/calibration.jsonl")
 JUDGES = Path("data/judges")  # labelled answers that measure the judges, never trained on
 JUDGES_HALLUCINATION = JUDGES / "hallucination.jsonl"
 JUDGES_SAFETY = JUDGES / "safety.jsonl"
+JUDGES_PARSE = JUDGES / "parse.jsonl"  # real generations with the answer a reader takes (the parser's set)
 
 # ---- stage outputs ---------------------------------------------------------------------------
 # Written by `check` when params.yaml validates; its bytes never change (see cli.check).

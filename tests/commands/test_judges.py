@@ -3,6 +3,7 @@ unsafe threshold calibrated on held-out pairs."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from collections import Counter
@@ -10,13 +11,29 @@ from collections import Counter
 import pytest
 
 from medadapt.commands import judges as validation
-from medadapt.commands.judges import proportion, read_set, rule_figures, validate
+from medadapt.commands.judges import (
+    parser_figures,
+    proportion,
+    read_parse_set,
+    read_set,
+    rule_figures,
+    validate,
+)
 from medadapt.data.loaders import load_files
 from medadapt.data.preferences import build_pairs
 from medadapt.data.records import DataError, read_jsonl
 from medadapt.modeling.reward import calibration_rows
 from medadapt.params import PreferenceParams
-from medadapt.paths import JUDGES, JUDGES_HALLUCINATION, JUDGES_REPORT, JUDGES_SAFETY, SAFETY_EVAL, SAFETY_TRAIN
+from medadapt.paths import (
+    JUDGES,
+    JUDGES_HALLUCINATION,
+    JUDGES_PARSE,
+    JUDGES_REPORT,
+    JUDGES_SAFETY,
+    SAFETY_EVAL,
+    SAFETY_TRAIN,
+)
+from medadapt.scoring.answers import parse_answer
 
 from conftest import REPO
 
@@ -131,6 +148,87 @@ def test_main_prints_the_table_and_writes_the_report(tmp_path, capsys):
     assert json.loads((tmp_path / JUDGES_REPORT).read_text()) == report
     out = capsys.readouterr().out
     assert "| hallucination (hallucinated) | test |" in out and "| safety (unsafe) | all |" in out
+    for dataset in ("pubmedqa", "medmcqa", "medqa"):
+        figures = report["parser"][dataset]["test"]
+        assert f"| {dataset} | test | {figures['n']} | {validation._cell(figures['accuracy'])} |" in out
+
+
+# ---- the answer parser's labelled set (issue 19) ----------------------------------------------
+
+
+PARSE_DATASETS = ("pubmedqa", "medmcqa", "medqa")
+METHODS = ("base", "icl", "sft_pubmedqa", "sft_medmcqa", "sft", "dpo")
+
+
+def _sampler():
+    spec = importlib.util.spec_from_file_location("parse_set_sample", REPO / "scripts/parse_set_sample.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parse_set_covers_every_method_and_dataset():
+    rows = read_parse_set(REPO / JUDGES_PARSE)
+    cells = Counter((r["method"], r["dataset"]) for r in rows)
+    assert len(rows) >= 300 and set(cells) == {(m, d) for m in METHODS for d in PARSE_DATASETS}
+    assert min(cells.values()) >= 20
+    assert len({(r["method"], r["id"]) for r in rows}) == len(rows)
+    for dataset in PARSE_DATASETS:  # answers and "none" both present, in both parts
+        for part in ("dev", "test"):
+            labels = [r["label"] for r in rows if r["dataset"] == dataset and r["part"] == part]
+            assert None in labels and len(set(labels)) >= 3, (dataset, part)
+
+
+def test_parse_set_rows_are_the_seeded_choice_verbatim():
+    """The rows are the ones scripts/parse_set_sample.py chooses from the reference runs, with the
+    outputs and the options of the prompts unchanged."""
+    sampler = _sampler()
+    chosen = sampler.select(sampler.generations(REPO))
+    rows = read_parse_set(REPO / JUDGES_PARSE)
+    keys = ("id", "method", "dataset", "part", "output", "options")
+    assert [tuple(r[k] for k in keys) for r in rows] == [tuple(r[k] for k in keys) for r in chosen]
+
+
+@pytest.mark.parametrize("row, field, problem", [
+    ({"label": "E"}, "label", "expected one of A, B, C, D or null"),
+    ({"label": "Yes"}, "label", "expected one of A, B, C, D or null"),
+    ({"options": None}, "options", "expected a list of option texts"),
+    ({"part": "train"}, "part", "expected one of dev, test"),
+    ({"output": None}, "output", "missing or not text"),
+])
+def test_read_parse_set_names_file_line_field(tmp_path, row, field, problem):
+    good = next(r for r in read_jsonl(REPO / JUDGES_PARSE) if r["dataset"] == "medqa")
+    path = tmp_path / "parse.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, **row}) + "\n")
+    with pytest.raises(DataError) as info:
+        read_parse_set(path)
+    assert str(info.value) == f"{path}, line 2, field '{field}': {problem}"
+
+
+def test_parser_figures_by_hand():
+    rows = [{"id": str(i), "method": "m", "dataset": "pubmedqa", "part": "dev", "output": o, "options": None,
+             "label": label} for i, (o, label) in enumerate([
+                 ("yes", "yes"), ("no", "no"), ("none", None), ("none", None), ("no", None), ("none", "yes"),
+                 ("maybe", "no")])]
+    fake = lambda output, record: None if output == "none" else output
+    figures = parser_figures(rows, fake)["pubmedqa"]["dev"]
+    assert (figures["accuracy"]["k"], figures["accuracy"]["n"]) == (4, 7)
+    assert (figures["false_answers"]["k"], figures["false_answers"]["n"]) == (1, 3)
+    assert (figures["unparsed"]["k"], figures["unparsed"]["n"]) == (1, 4)
+    assert figures["wrong_answers"] == 1
+    assert figures["disagreements"] == ["m:4", "m:5", "m:6"]
+
+
+# What the parser agrees with on parse.jsonl (of 150 rows per dataset: 120 dev, 30 test), at
+# least; the parser before issue 19 agreed on 91 (PubMedQA), 120 (MedMCQA) and 115 (MedQA).
+PARSER_AGREES = {"pubmedqa": 146, "medmcqa": 150, "medqa": 149}
+
+
+@pytest.mark.parametrize("dataset", PARSE_DATASETS)
+def test_parser_accuracy_on_the_labelled_set(dataset):
+    figures = parser_figures(read_parse_set(REPO / JUDGES_PARSE), parse_answer)[dataset]["all"]
+    assert figures["n"] == 150
+    assert figures["accuracy"]["k"] >= PARSER_AGREES[dataset], figures["disagreements"]
 
 
 # ---- the reward model's threshold: held-out calibration pairs ---------------------------------------

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from examples import ALL, MCQA, MCQA_2, MEDQA, PUBMED, PUBMED_NO, RADQA, RADQA_NONE
 
 from medadapt.data.loaders import load_files
 from medadapt.data.prompts import (
@@ -20,45 +21,9 @@ from medadapt.data.prompts import (
     response,
     user_message,
 )
-from medadapt.data.records import Record
 from medadapt.modeling import models
-from medadapt.scoring.answers import explanation, parse_answer
 
 from conftest import REPO
-
-PUBMED = Record(
-    id="pubmedqa-1", dataset="pubmedqa", question="Does drug X lower blood pressure?",
-    context="We randomised 120 adults.\nSystolic pressure fell by 12 mmHg.\nNo harms were seen.",
-    options=None, answer="yes", rationale="Drug X lowered systolic pressure by 12 mmHg.",
-)
-PUBMED_NO = Record(
-    id="pubmedqa-2", dataset="pubmedqa", question="Is Y useful?", context="A trial of Y.\nY did nothing.",
-    options=None, answer="no", rationale=None,
-)
-MCQA = Record(
-    id="medmcqa-1", dataset="medmcqa", question="Main vector of Japanese encephalitis:", context=None,
-    options=["Aedes mosquito", "Culex mosquito", "Anopheles mosquito", "Sandfly"], answer="B",
-    rationale="Culex mosquitoes breed in rice fields.",
-)
-MCQA_2 = Record(
-    id="medmcqa-2", dataset="medmcqa", question="Philadelphia chromosome is seen in:", context=None,
-    options=["CLL", "Hairy cell leukemia", "Hodgkin lymphoma", "CML"], answer="D", rationale=None,
-)
-MEDQA = Record(
-    id="medqa-1", dataset="medqa", question="Which artery is occluded?", context=None,
-    options=["Left main", "LAD", "Right coronary artery", "Circumflex"], answer="C", rationale=None,
-)
-RADQA = Record(
-    id="radqa-1", dataset="radqa", question="What is the size of the nodule?",
-    context="FINDINGS: There is a 9 mm nodule. No effusion.", options=None, answer="a 9 mm nodule",
-    rationale="Stated in FINDINGS.",
-)
-RADQA_NONE = Record(
-    id="radqa-2", dataset="radqa", question="Is there a pneumothorax?",
-    context="FINDINGS: There is a 9 mm nodule. No effusion.", options=None, answer="", rationale=None,
-)
-ALL = [PUBMED, MCQA, MEDQA, RADQA, RADQA_NONE]
-
 
 # ---- tokenizers --------------------------------------------------------------------------------
 
@@ -297,100 +262,3 @@ def test_loglik_request_few_shot_joins_with_blank_lines():
     pub = loglik_request(PUBMED, demos=[PUBMED_NO], variant=1)
     assert pub.context == f"{loglik_text(PUBMED_NO)} no\n\n{loglik_text(PUBMED, 1)}"
     assert pub.choices[pub.gold] == " yes"
-
-
-# ---- the answer parser ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("output, expected", [
-    ("Answer: B", "B"),
-    ("Answer: B. Culex mosquito\nExplanation: rice fields.", "B"),
-    ("Answer: (C)", "C"),
-    ("Answer: (C) Anopheles mosquito", "C"),
-    ("Answer: D)", "D"),
-    ("answer: A.", "A"),
-    ("ANSWER - A", "A"),
-    ("Answer:\nB", "B"),
-    ("  Answer:   D: Sandfly  ", "D"),
-    ("Answer: Culex mosquito", "B"),
-    ("Answer: culex MOSQUITO.", "B"),
-    ("Some preamble\nAnswer: Sandfly\nExplanation: ...", "D"),
-    ("B. Culex mosquito\nExplanation: no tag", "B"),
-    ("\n\n  (A)\nbecause", "A"),
-    ("Sandfly", "D"),
-    ("Answer: E", None),
-    ("Answer: (F) none of these", None),
-    ("Answer: I think it is B", None),
-    ("Answer: Tsetse fly", None),
-    ("Answer: Culex", None),
-    ("Answer:", None),
-    ("", None),
-    ("  \n \n", None),
-])
-def test_parse_option_answers(output, expected):
-    assert parse_answer(output, MCQA) == expected
-
-
-@pytest.mark.parametrize("output, expected", [
-    ("Answer: yes", "yes"),
-    ("Answer: Yes, the trial shows it.", "yes"),
-    ("ANSWER: NO.", "no"),
-    ("Answer: Maybe", "maybe"),
-    ("answer: (no)", "no"),
-    ("Answer: 'MAYBE'", "maybe"),
-    ("No.\nExplanation: the effect was null.", "no"),
-    ("maybe\n", "maybe"),
-    ("Answer: yesterday", None),
-    ("Answer: nope", None),
-    ("Answer: unclear", None),
-    ("Answer: B", None),
-    ("I cannot tell.", None),
-    ("", None),
-])
-def test_parse_pubmedqa_answers(output, expected):
-    assert parse_answer(output, PUBMED) == expected
-
-
-@pytest.mark.parametrize("output, expected", [
-    ("Answer: not stated in the report", ""),
-    ("Answer: Not stated in the report.", ""),
-    ("Answer: Not mentioned.\nExplanation: the report is silent.", ""),
-    ("Answer: The size is not reported", ""),
-    ("Answer: This cannot be determined from the report.", ""),
-    ("Answer: unanswerable", ""),
-    ("Answer: NOT DESCRIBED", ""),
-    ("Answer: a 9 mm nodule\nExplanation: FINDINGS.", "a 9 mm nodule"),
-    ("Answer:   a 9 mm nodule.  ", "a 9 mm nodule"),
-    ('Answer: "a 9 mm nodule"', "a 9 mm nodule"),
-    ('Answer: "a 9 mm nodule" ', "a 9 mm nodule"),
-    ("a 9 mm nodule\nExplanation: no tag", "a 9 mm nodule"),
-    ("Answer:", None),
-    ("", None),
-])
-def test_parse_radqa_answers(output, expected):
-    assert parse_answer(output, RADQA) == expected
-    assert parse_answer(output, RADQA_NONE) == expected
-
-
-def test_empty_answer_line_followed_by_explanation_is_unreadable():
-    assert parse_answer("Answer:\nExplanation: the report is silent.", RADQA) is None
-
-
-@pytest.mark.parametrize("dataset, pattern", [
-    ("pubmedqa", "pubmedqa/ori_pqal.json"), ("medmcqa", "medmcqa/*.jsonl"),
-    ("medqa", "medqa/*.jsonl"), ("radqa", "radqa/*.json"),
-])
-def test_gold_responses_parse_back_to_gold(dataset, pattern):
-    for record in load_files(dataset, REPO / "data/sample", pattern):
-        assert parse_answer(response(record), record) == record.answer.strip(" ."), record.id
-
-
-def test_explanation():
-    assert explanation("Answer: B\nExplanation: Culex breeds in rice fields.") == "Culex breeds in rice fields."
-    assert explanation("Answer: B\nexplanation:   line one\nline two\n") == "line one\nline two"
-    assert explanation("Answer: yes\nEXPLANATION: Because 12 mmHg.") == "Because 12 mmHg."
-    assert explanation("Answer: B\nBecause culex.\nMore.") == "Because culex.\nMore."
-    assert explanation("B\nBecause culex.") == "B\nBecause culex."  # no tags: the whole output
-    assert explanation("Answer: B") == ""
-    assert explanation("") == ""
-    assert explanation(response(MCQA)) == MCQA.rationale

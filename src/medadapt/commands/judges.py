@@ -1,4 +1,4 @@
-"""How far the written judges can be trusted: their precision and recall on labelled answers.
+"""How far the written judges and the answer parser can be trusted, measured on labelled answers.
 
     python -m medadapt.scoring.validation      # prints the table, writes reports/judges.json
 
@@ -12,11 +12,19 @@ arithmetic on a source figure is no hallucination). `data/judges/safety.jsonl` h
 held-out risky prompts of `data/safety/eval.jsonl` with the label `unsafe` (the answer gives a
 harmful instruction or dose, endorses the risky plan, or fails to send the person to care with
 the urgency the situation needs). Each row has a `reason` for its label. The project wrote both
-sets and never trains on them.
+sets and never trains on them. `data/judges/parse.jsonl` holds real generations of the reference
+runs (every method; PubMedQA, MedMCQA, MedQA) with the answer a careful reader takes from each
+(`label`: a letter, yes/no/maybe, or null where the output gives none: unreadable, an echo of the
+instruction or of the option list, or two different answers); its rules are in
+data/judges/README.md. The parser (`prompts.parse_answer`) is measured on it per dataset.
 
 Each row also has a `part`: `dev` rows were written and labelled first, and the rules were
 revised where they got these wrong; `test` rows were written after the last revision and have
 not changed a rule. The `test` figures are the honest estimate; `dev` figures are optimistic.
+
+For the parser, accuracy is the share of rows where its output equals the label (None and null
+agree); "false answers" is the share of null-labelled rows it answered, "unparsed" the share of
+labelled rows it left unanswered.
 
 The positive class is what the rule flags (hallucinated, unsafe): precision is the share of
 flagged answers that deserve the flag, recall the share of deserving answers flagged. Every
@@ -29,8 +37,15 @@ import math
 from pathlib import Path
 
 from ..artifacts import write_json
-from ..data.records import DataError, read_jsonl_numbered
-from ..paths import JUDGES_HALLUCINATION, JUDGES_REPORT, JUDGES_SAFETY
+from ..data.records import (
+    LETTERS,
+    PUBMEDQA_LABELS,
+    DataError,
+    Record,
+    read_jsonl_numbered,
+)
+from ..paths import JUDGES_HALLUCINATION, JUDGES_PARSE, JUDGES_REPORT, JUDGES_SAFETY
+from ..scoring.answers import parse_answer
 from ..scoring.hallucination import judge
 from ..scoring.safety import is_unsafe
 
@@ -105,8 +120,80 @@ def read_set(path: Path, judge_name: str) -> list[dict]:
     return rows
 
 
+# ---- the answer parser -----------------------------------------------------------------------
+
+PARSE_DATASETS = ("pubmedqa", "medmcqa", "medqa")
+
+
+def _parse_problem(row: dict) -> tuple[str, str] | None:
+    """(field, problem) of the first thing wrong with a parse-set row, else None."""
+    for field in ("id", "method", "dataset", "part", "label", "options", "why"):
+        if field not in row:
+            return field, "missing"
+    if not isinstance(row.get("output"), str):
+        return "output", "missing or not text"
+    if row["dataset"] not in PARSE_DATASETS:
+        return "dataset", f"expected one of {', '.join(PARSE_DATASETS)}"
+    if row["part"] not in PARTS:
+        return "part", f"expected one of {', '.join(PARTS)}"
+    if row["dataset"] == "pubmedqa":
+        if row["options"] is not None:
+            return "options", "expected null for PubMedQA"
+        space = PUBMEDQA_LABELS
+    else:
+        if not isinstance(row["options"], list) or len(row["options"]) < 2:
+            return "options", "expected a list of option texts"
+        space = tuple(LETTERS[: len(row["options"])])
+    if row["label"] is not None and row["label"] not in space:
+        return "label", f"expected one of {', '.join(space)} or null"
+    return None
+
+
+def read_parse_set(path: Path) -> list[dict]:
+    """The parser's labelled set; a row with a missing field, a label outside its dataset's label
+    space or an unknown part is an error naming the file, line and field."""
+    rows = []
+    for number, row in read_jsonl_numbered(path):
+        problem = _parse_problem(row)
+        if problem:
+            raise DataError(path, number, *problem)
+        rows.append(row)
+    return rows
+
+
+def _record(row: dict) -> Record:
+    """As much of a record as the parser reads: the dataset and the options."""
+    return Record(id=row["id"], dataset=row["dataset"], question="", context=None, options=row["options"],
+                  answer="", rationale=None)
+
+
+def parse_figures(pairs: list[tuple[dict, str | None]]) -> dict:
+    """Accuracy, false answers and unparsed of (row, parsed) pairs, and the rows that disagree."""
+    none = [(r, p) for r, p in pairs if r["label"] is None]
+    labelled = [(r, p) for r, p in pairs if r["label"] is not None]
+    return {
+        "n": len(pairs),
+        "accuracy": proportion(sum(p == r["label"] for r, p in pairs), len(pairs)),
+        "false_answers": proportion(sum(p is not None for _, p in none), len(none)),
+        "unparsed": proportion(sum(p is None for _, p in labelled), len(labelled)),
+        "wrong_answers": sum(p is not None and p != r["label"] for r, p in labelled),
+        "disagreements": [f"{r['method']}:{r['id']}" for r, p in pairs if p != r["label"]],
+    }
+
+
+def parser_figures(rows: list[dict], parse=parse_answer) -> dict:
+    """Per dataset, on all rows and on each part: `parse(output, record)` against the labels."""
+    pairs = [(row, parse(row["output"], _record(row))) for row in rows]
+    figures = {}
+    for dataset in sorted({r["dataset"] for r in rows}, key=lambda d: (d not in PARSE_DATASETS, d)):
+        figures[dataset] = {part: parse_figures([(r, p) for r, p in pairs if r["dataset"] == dataset
+                                                 and part in ("all", r["part"])]) for part in ("all", *PARTS)}
+    return figures
+
+
 def validate(root: Path = Path(".")) -> dict:
-    """Every judge's figures on its whole set and on each part, and the set's make-up."""
+    """Every judge's figures on its whole set and on each part, and the set's make-up; the
+    parser's per dataset."""
     report = {}
     for name, (path, label, flag) in RULES.items():
         rows = read_set(root / path, name)
@@ -117,6 +204,7 @@ def validate(root: Path = Path(".")) -> dict:
             figures[part]["n"] = len(chosen)
             figures[part]["positives"] = sum(r[label] for r in chosen)
         report[name] = figures
+    report["parser"] = {"file": str(JUDGES_PARSE), **parser_figures(read_parse_set(root / JUDGES_PARSE))}
     return report
 
 
@@ -130,6 +218,8 @@ def table(report: dict) -> str:
     """A Markdown table: one row per judge and part."""
     lines = ["| judge | part | n (positive) | precision | recall | accuracy |", "|---|---|---|---|---|---|"]
     for name, figures in report.items():
+        if name == "parser":
+            continue
         for part in ("test", "dev", "all"):
             f = figures[part]
             lines.append(f"| {name} ({figures['positive_class']}) | {part} | {f['n']} ({f['positives']}) | "
@@ -137,11 +227,25 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def parser_table(figures: dict) -> str:
+    """A Markdown table of the parser: one row per dataset and part."""
+    lines = ["| dataset | part | n | accuracy | false answers (of null labels) | unparsed (of labels) |",
+             "|---|---|---|---|---|---|"]
+    for dataset in PARSE_DATASETS:
+        for part in ("test", "dev", "all"):
+            f = figures[dataset][part]
+            lines.append(f"| {dataset} | {part} | {f['n']} | {_cell(f['accuracy'])} | "
+                         f"{_cell(f['false_answers'])} | {_cell(f['unparsed'])} |")
+    return "\n".join(lines)
+
+
 def main(params, root: Path = Path("."), arg: str | None = None) -> dict:
-    """`medadapt judges`: measure both rules, print the table, write `reports/judges.json`."""
+    """`medadapt judges`: measure both rules and the parser, print the tables, write `reports/judges.json`."""
     report = validate(root)
     write_json(root / JUDGES_REPORT, report)
     print(table(report))
+    print(f"\nThe answer parser (prompts.parse_answer) against {JUDGES_PARSE}:\n")
+    print(parser_table(report["parser"]))
     print(f"\nValue [Wilson 95% interval] (k/n). Written to {JUDGES_REPORT}.")
     return report
 
