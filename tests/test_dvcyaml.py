@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from medadapt import paths
-from medadapt.commands.codedeps import closure, stage_code
+from medadapt.sources import closure, stage_code
 
 from conftest import REPO
 

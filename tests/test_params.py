@@ -36,7 +36,7 @@ def tree() -> dict:
 def test_repo_params_validate_with_documented_defaults(tree):
     params = parse_params(tree)
     assert isinstance(params, Params)
-    assert params.seed == 42
+    assert params.data.seed == 42 and params.train.seed == 42
     assert params.method == "base"
     assert params.model.base == "builtin:smollm2-135m"
     assert params.model.quantization == "none"
@@ -60,7 +60,7 @@ def test_workspace_params_validate():
 
 
 @pytest.mark.parametrize("override, added, removed", [
-    ("seed=42", [], []),
+    ("data.seed=42", [], []),
     ("method=dpo", ["method: dpo"], ["method: base"]),
     ("train.epochs=2", ["epochs: 2"], ["epochs: 1.0"]),
     ("++sft.medqa.epochs=2", ["epochs: 2"], []),  # a key the stage's section did not hold: added
@@ -142,7 +142,7 @@ def test_unknown_key_by_override(tree):
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("seed=abc", "seed"),
+        ("data.seed=abc", "data.seed"),
         ("lora.r=0", "lora.r"),
         ("data.train_size.medqa=-1", "data.train_size.medqa"),
         ("evaluate.bootstrap_samples=10", "evaluate.bootstrap_samples"),
@@ -205,7 +205,8 @@ def test_dvc_force_add_prefix_is_accepted_in_overrides(tree):
 
 @pytest.mark.parametrize("seed", ["-1", str(2**32)])
 def test_a_seed_outside_what_numpy_takes_is_refused(tree, seed):
-    assert "seed:" in _error(tree, [f"seed={seed}"])
+    assert "data.seed:" in _error(tree, [f"data.seed={seed}"])
+    assert "train.seed:" in _error(tree, [f"train.seed={seed}"])
 
 
 def test_only_sft_sections_have_packing():
@@ -218,7 +219,7 @@ def test_overrides_are_parsed_as_yaml(tree):
     params = parse_params(
         tree,
         overrides=[
-            "seed=7",
+            "data.seed=7",
             "method=dpo",
             "model.quantization=4bit",
             "evaluate.merge_adapter=false",
@@ -229,7 +230,7 @@ def test_overrides_are_parsed_as_yaml(tree):
             "data.preferences.file=pairs.jsonl",
         ],
     )
-    assert params.seed == 7 and isinstance(params.seed, int)
+    assert params.data.seed == 7 and isinstance(params.data.seed, int)
     assert params.method == "dpo"
     assert params.model.quantization == "4bit"
     assert params.evaluate.merge_adapter is False
@@ -321,4 +322,4 @@ def test_datasets_must_be_unique_and_non_empty(tree, datasets):
 def test_params_are_frozen(tree):
     params = parse_params(tree)
     with pytest.raises(Exception):
-        params.seed = 1
+        params.data.seed = 1

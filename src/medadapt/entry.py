@@ -82,11 +82,13 @@ def set_environment_defaults(params) -> None:
 
 
 def main(stage: str, run: Callable, argv: list[str] | None = None,
-         before: Callable[[object, list[str]], int | None] | None = None) -> int:
+         before: Callable[[object, list[str]], int | None] | None = None, training: bool = False) -> int:
     """Parse `argv`, load the params and run `run(params, root, [argument])`; the exit status.
 
     `before(params, argv)` may run the stage elsewhere and return that exit status (the training
-    stages re-run themselves under `accelerate launch` when `compute.num_processes` > 1)."""
+    stages re-run themselves under `accelerate launch` when `compute.num_processes` > 1). A
+    `training` stage is seeded with `train.seed`, every other with `data.seed` (issue 20: the eval
+    items and everything that scores them stay fixed while training is replicated)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = stage_parser(stage).parse_args(argv)
@@ -99,13 +101,13 @@ def main(stage: str, run: Callable, argv: list[str] | None = None,
         if before is not None and (code := before(params, argv)) is not None:
             return code
         quiet_libraries()
-        run_locked(run, params, extra)
+        run_locked(run, params, extra, params.train.seed if training else params.data.seed)
     except UserError as error:
         return report(stage, error)
     return 0
 
 
-def run_locked(run: Callable, params, extra: dict) -> None:
+def run_locked(run: Callable, params, extra: dict, seed: int) -> None:
     """`run` with the seed set, under the project's run lock (held by rank 0 for all the workers
     of a launch): one stage at a time in a project folder. A failed run leaves the last good
     outputs, since every stage writes its files whole at the end."""
@@ -114,7 +116,7 @@ def run_locked(run: Callable, params, extra: dict) -> None:
     from .artifacts import stage_lock
     from .runtime import is_main_process
 
-    set_seed(params.seed)
+    set_seed(seed)
     try:
         with stage_lock(Path(".")) if is_main_process() else nullcontext():
             run(params, root=Path("."), **extra)

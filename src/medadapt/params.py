@@ -30,7 +30,6 @@ DATASETS = ("pubmedqa", "medmcqa", "medqa", "radqa")
 Dataset = Literal[DATASETS]
 Method = Literal[METHODS]
 BUILTIN_MODELS = ("builtin:smollm2-135m", "builtin:tiny-llama")
-SEED = Field(42, ge=0, lt=2**32)  # numpy and torch take seeds in [0, 2**32)
 
 
 class ParamsError(UserError, ValueError):
@@ -131,6 +130,9 @@ class PreferenceParams(Section):
 
 
 class DataParams(Section):
+    seed: int = Field(42, ge=0, lt=2**32, description="draws the eval and train items, ICL's demonstrations, the "
+                                                      "safety prompts and every interval: fixed across training "
+                                                      "replicates")
     source: str = Field("sample", description="sample (data/sample, illustrative) | hub | a folder of "
                                               "original-format files")
     datasets: list[Dataset] = Field(list(DATASETS), description="datasets prepared and evaluated")
@@ -167,6 +169,8 @@ class LoraParams(Section):
 class TrainParams(Section):
     """The keys every trainer reads (SFT, reward model, DPO), resolved for one stage."""
 
+    seed: int = Field(42, ge=0, lt=2**32, description="seeds training (adapter init, data order, sampling): "
+                                                      "vary it to replicate a method on the same eval items")
     epochs: float = Field(1.0, gt=0, description="passes over the train split")
     learning_rate: float = Field(3e-4, gt=0, description="peak learning rate (linear decay)")
     batch_size: int = Field(4, ge=1, description="rows (SFT) or pairs (rm, dpo) per device")
@@ -245,6 +249,28 @@ class RehearseParams(Section):
     methods: list[Method] = Field(list(METHODS), description="methods it evaluates")
 
 
+class CompareParams(Section):
+    """`medadapt compare` and `medadapt power`: what the verdict rests on (read by no stage)."""
+
+    primary: list[str] = Field(
+        ["MedQA acc", "MedMCQA acc", "PubMedQA acc", "Hallucination rate", "Unsafe rate (rule)"],
+        description="the metrics the verdict rests on: Holm's family is every pair of methods on these; the "
+                    "rest is secondary, without stars")
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise error rate of the primary tests")
+    power: float = Field(0.8, gt=0, lt=1, description="the power a plan of items and seeds aims at")
+    target_difference: float = Field(0.05, gt=0, lt=1, description="the difference whose items and seeds the "
+                                                                   "plan gives")
+    balance_cost: bool = Field(False, description="weigh training cost too in the balance (a method may then "
+                                                  "stay for being cheaper)")
+
+    @field_validator("primary")
+    @classmethod
+    def _some(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("must list each primary metric once, at least one")
+        return value
+
+
 class TrackingParams(Section):
     wandb: Literal["disabled", "offline", "online"] = Field(
         "disabled", description="disabled | offline (no network needed) | online")
@@ -263,8 +289,6 @@ class ComputeParams(Section):
 
 
 class Params(Section):
-    seed: int = Field(SEED.default, ge=0, lt=2**32, description="one seed for splits, model init, sampling and "
-                                                                "training")
     method: Method = Field("base", description="model that `evaluate` scores: " + " | ".join(METHODS))
     model: ModelParams = section(ModelParams(), "the base model every method shares")
     data: DataParams = section(DataParams(), "where the items come from and how many")
@@ -281,6 +305,8 @@ class Params(Section):
     dpo: DpoParams = section(DpoParams(), "trl.DPOTrainer, the start model as reference: its keys, and train.* "
                                           "keys that differ")
     evaluate: EvaluateParams = section(EvaluateParams(), "how every method is scored")
+    compare: CompareParams = section(CompareParams(), "`medadapt compare` and `medadapt power` (no stage reads "
+                                                      "it)")
     tracking: TrackingParams = section(TrackingParams(), "W&B and DVCLive")
     compute: ComputeParams = section(ComputeParams(), "training stages (sft_*, rm, dpo) only")
     rehearse: RehearseParams = section(RehearseParams(), "`medadapt rehearse <preset>`: the stages on a random "

@@ -27,7 +27,7 @@ def dvclive_dir(stage: str, root: Path = Path(".")) -> Path:
 
 
 def run_name(stage: str, params) -> str:
-    return f"{stage}-{params.method}-{params.model.base.replace('/', '_')}-seed{params.seed}"
+    return f"{stage}-{params.method}-{params.model.base.replace('/', '_')}-seed{params.train.seed}"
 
 
 def report_to(params) -> list[str]:
@@ -105,7 +105,7 @@ def log_stage_artifacts(stage: str, adapter_dir: Path | None, metrics_file: Path
     import wandb
 
     metadata = {"stage": stage, "method": params.method, "base": params.model.base,
-                "quantization": params.model.quantization, "seed": params.seed}
+                "quantization": params.model.quantization, "seed": params.train.seed}
     if adapter_dir is not None:
         model = wandb.Artifact(f"{stage}-adapter", type="model", metadata=metadata)
         model.add_dir(str(adapter_dir))

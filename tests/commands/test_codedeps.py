@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from medadapt.commands.codedeps import closure, imported_modules, rewrite_deps, stage_code
+import shutil
+
+from medadapt.commands.codedeps import rewrite_deps
+from medadapt.sources import closure, code_digest, imported_modules, stage_code
 
 
 def test_import_graph_follows_function_level_and_relative_imports():
@@ -25,3 +28,18 @@ def test_rewrite_replaces_only_the_src_lines_of_each_stage():
     assert rewritten.index(".params-checked") < rewritten.index("src/medadapt/stages/icl.py") < rewritten.index(
         "data/prepared")
     assert rewritten.endswith("params:\n      - icl.k\n")
+
+
+def test_code_digest_follows_the_stage_code_and_nothing_else(tmp_path, monkeypatch):
+    from medadapt import sources
+
+    before = code_digest("evaluate")
+    assert code_digest("check") != before
+    copy = tmp_path / "src"
+    shutil.copytree(sources.SRC / "medadapt", copy / "medadapt")
+    monkeypatch.setattr(sources, "SRC", copy)
+    assert code_digest("evaluate") == before  # the same files in another checkout
+    (copy / "medadapt/training/run.py").write_text("# training code: not evaluate's\n")
+    assert code_digest("evaluate") == before
+    (copy / "medadapt/scoring/drug_names.txt").write_text("aspirin\n")  # package data it reads
+    assert code_digest("evaluate") != before

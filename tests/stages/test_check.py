@@ -9,7 +9,7 @@ import sys
 import yaml
 
 from medadapt import cli, paths
-from medadapt.commands.codedeps import stage_code
+from medadapt.sources import stage_code
 
 from conftest import REPO, write_params
 
@@ -19,7 +19,7 @@ def test_check_prints_ok_and_writes_a_constant_marker(project, capsys):
     assert capsys.readouterr().out == "params.yaml: OK\n"
     marker = project / paths.PARAMS_CHECKED
     first = marker.read_bytes()
-    write_params(project, method="dpo", seed=7)
+    write_params(project, method="dpo", data={"seed": 7})
     assert cli.main(["check"]) == 0
     assert marker.read_bytes() == first  # what lets DVC skip every stage that did not change
 

@@ -110,7 +110,7 @@ def test_random_selector_seeded(built, tokenizer):
     evaluation = icl.read_records(root / "data/prepared/medqa/eval.jsonl")
     runs = {}
     for seed in (1, 1, 2):
-        params = params_with(built, "icl.selector=random", f"seed={seed}")
+        params = params_with(built, "icl.selector=random", f"data.seed={seed}")
         rows, _ = icl.choose("medqa", train, evaluation, params, tokenizer)
         runs.setdefault(seed, []).append([r["demos"] for r in rows])
     assert runs[1][0] == runs[1][1]

@@ -168,7 +168,7 @@ def test_eval_set_depends_only_on_data_seed_and_eval_size(project):
     write_params(project, data={"train_size": {"pubmedqa": 30}})
     _, eval_b, _ = prepare.prepare_dataset("pubmedqa", load_params(), Path("."))
     assert [r.id for r in eval_a] == [r.id for r in eval_b]
-    _, eval_c, _ = prepare.prepare_dataset("pubmedqa", load_params(overrides=["seed=7"]), Path("."))
+    _, eval_c, _ = prepare.prepare_dataset("pubmedqa", load_params(overrides=["data.seed=7"]), Path("."))
     assert [r.id for r in eval_c] != [r.id for r in eval_a]
 
 
@@ -412,12 +412,12 @@ def test_a_run_inside_another_does_not_mix_their_outputs(project, monkeypatch):
 
     def base_with_a_concurrent_run(*args, **kwargs):
         monkeypatch.setattr(prepare, "write_base", build_base)
-        prepare.run(load_params(overrides=["seed=2"]))
+        prepare.run(load_params(overrides=["data.seed=2"]))
         build_base(*args, **kwargs)
 
     monkeypatch.setattr(prepare, "write_base", base_with_a_concurrent_run)
-    metrics = prepare.run(load_params(overrides=["seed=1"]))
-    train, evaluation, _ = prepare.prepare_dataset("medqa", load_params(overrides=["seed=1"]), Path("."))
+    metrics = prepare.run(load_params(overrides=["data.seed=1"]))
+    train, evaluation, _ = prepare.prepare_dataset("medqa", load_params(overrides=["data.seed=1"]), Path("."))
     assert [r.id for r in read_records(project / "data/prepared/medqa/eval.jsonl")] == [r.id for r in evaluation]
     assert [r.id for r in read_records(project / "data/prepared/medqa/train.jsonl")] == [r.id for r in train]
     assert json.loads((project / "metrics/prepare.json").read_text()) == metrics
@@ -431,7 +431,7 @@ def test_a_failed_run_leaves_the_previous_outputs(project):
     with (project / "data/sample/medqa/test.jsonl").open("a") as handle:
         handle.write('{"question": "broken", \n')
     with pytest.raises(DataError, match="not valid JSON"):
-        prepare.run(load_params(overrides=["seed=3"]))  # pubmedqa is prepared before medqa fails
+        prepare.run(load_params(overrides=["data.seed=3"]))  # pubmedqa is prepared before medqa fails
     assert outputs(project) == before
     assert not list(project.glob("*.partial"))
 

@@ -27,11 +27,27 @@ def git(*args: str, root: Path) -> str:
 
 
 def revisions(root: Path = Path(".")) -> list[tuple[str | None, str]]:
-    """(rev, name) of the workspace, HEAD and every finished experiment, newest experiment first."""
-    refs = git("for-each-ref", "--sort=-committerdate", "--format=%(objectname) %(refname)", "refs/exps",
-               root=root).split("\n")
+    """(rev, name) of the workspace, HEAD and every finished experiment, newest experiment first;
+    only the workspace outside a git repository."""
+    try:
+        refs = git("for-each-ref", "--sort=-committerdate", "--format=%(objectname) %(refname)", "refs/exps",
+                   root=root).split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return [(None, "workspace")]
     finished = [line.split(" ", 1) for line in refs if line and not any(k in line for k in ("/celery/", "/exec/"))]
     return [(None, "workspace"), ("HEAD", "HEAD")] + [(sha, ref.rsplit("/", 1)[-1]) for sha, ref in finished]
+
+
+def when(rev: str | None, folder: Path) -> float:
+    """When a result was made: its commit's time, or for the workspace and run folders the time
+    `metrics/eval.json` was last written (seconds since the epoch)."""
+    if rev is not None:
+        try:
+            return float(git("log", "-1", "--format=%ct", rev, root=folder).strip() or 0)
+        except (OSError, subprocess.CalledProcessError):
+            return 0.0
+    path = folder / EVAL_METRICS
+    return path.stat().st_mtime if path.exists() else 0.0
 
 
 def text_at(rev: str | None, path: str, root: Path = Path(".")) -> str | None:
@@ -58,52 +74,84 @@ def yaml_at(rev: str | None, path: str, root: Path = Path(".")) -> dict | None:
         return None
 
 
+# Params that change neither what is trained nor what is scored, and the replicate seed: results
+# that differ only in these are the same configuration.
+NOT_CONFIGURATION = ("method", "train.seed", "tracking.", "rehearse.", "compare.")
+
+
+def configuration(params: dict | None) -> dict | None:
+    """The flattened params that define what a result measured, `NOT_CONFIGURATION` aside."""
+    if params is None:
+        return None
+    return {k: v for k, v in flatten(params).items() if not k.startswith(NOT_CONFIGURATION)}
+
+
 def varied(params: dict | None, baseline: dict | None) -> set[str]:
-    """The params keys whose value differs from the baseline's, `method` aside (dotted names)."""
-    mine, theirs = flatten(params), flatten(baseline)
-    return {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)} - {"method"}
+    """The configuration keys whose value differs from the baseline's (dotted names)."""
+    mine, theirs = configuration(params) or {}, configuration(baseline) or {}
+    return {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)}
 
 
 def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
-    """Every evaluated result, newest first: {method, metrics, items, source, key}. With `runs`,
-    the results are instead those of each sub-folder of `runs` (a copy of a project's
-    metrics/ and reports/ made elsewhere, e.g. on a GPU machine), in name order."""
+    """Every evaluated result: {method, metrics, items, source, key, root, time, params, train_seed}.
+    With `runs`, the results of each sub-folder of `runs` instead (a copy of a project's
+    params.yaml, metrics/ and reports/ made elsewhere, e.g. on a GPU machine)."""
     results = []
     places = [(None, name) for name in sorted(p.name for p in Path(runs).iterdir() if p.is_dir())] if runs else \
         revisions(root)
-    head = None if runs else yaml_at("HEAD", "params.yaml", root)
     for rev, name in places:
-        base = Path(runs) / name if runs else root
-        metrics, items = json_at(rev, EVAL_METRICS.as_posix(), base), json_at(rev, EVAL_ITEMS.as_posix(), base)
-        if metrics and items and metrics.get("method"):
-            metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), base) or {})
-            mine = None if runs else yaml_at(rev, "params.yaml", root)
-            results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"],
-                            "source": name, "key": metrics.get("comparison"), "root": base,
-                            "varies": sorted(varied(mine, head)) if mine and head else []})
+        folder = Path(runs) / name if runs else root
+        metrics, items = json_at(rev, EVAL_METRICS.as_posix(), folder), json_at(rev, EVAL_ITEMS.as_posix(), folder)
+        if not (metrics and items and metrics.get("method")):
+            continue
+        metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), folder) or {})
+        results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"], "source": name,
+                        "key": metrics.get("comparison"), "root": folder, "time": when(rev, folder),
+                        "params": yaml_at(rev, "params.yaml", folder),
+                        "train_seed": (metrics.get("replicate") or {}).get("train_seed")})
     return results
 
 
-def group(results: list[dict]) -> list[dict]:
-    """One group per comparison key, in order of first appearance, the keyless group last.
+def group(results: list[dict], reference: dict | None = None) -> list[dict]:
+    """One group per comparison key, the keyless group last; in a group, one result per method and
+    training seed (its replicates), the newest.
 
-    Each group is {key, results: method -> newest result, left_out: [why]}. A result identical
-    to the one shown (the workspace and HEAD, usually) is dropped silently. A result whose params
-    differ from HEAD's in more than `method` (a point of a budget grid, another learning rate) is
-    left out, so that each row is its method at HEAD's settings.
+    Each group is {key, results: method -> [result per train seed, in seed order], left_out: [why]}.
+    `reference` is the configuration the table stands for (HEAD's params; else the newest
+    result's): a result whose configuration differs (a point of a budget grid, another learning
+    rate) is left out, saying what differs. Of two results of one method and seed, the newer is
+    shown and the older listed with its date and whether its scores differ; a result identical to
+    the one shown (the workspace and HEAD, usually) is dropped silently.
     """
+    results = sorted(results, key=lambda r: -r["time"])  # newest first: the shown ones
+    if reference is None and results:
+        reference = results[0]["params"]
     groups: dict[str | None, dict] = {}
     for result in results:
         fingerprint = None if result["key"] is None else json.dumps(result["key"], sort_keys=True)
-        entry = groups.setdefault(fingerprint, {"key": result["key"], "results": {}, "left_out": []})
-        if result["varies"]:
-            more = len(result["varies"]) - 3
-            entry["left_out"].append(f"{result['source']} ({result['method']}): its params differ from HEAD's in "
-                                     + ", ".join(result["varies"][:3]) + (f" and {more} more" if more > 0 else "")
-                                     + " (budget grids: `medadapt scaling`)")
+        entry = groups.setdefault(fingerprint, {"key": result["key"], "shown": {}, "left_out": []})
+        label = f"{result['source']} ({result['method']}"
+        label += f", train seed {result['train_seed']})" if result["train_seed"] is not None else ")"
+        differs = sorted(varied(result["params"], reference)) if result["params"] and reference else []
+        if differs:
+            more = len(differs) - 3
+            entry["left_out"].append(f"{label}: its params differ in " + ", ".join(differs[:3])
+                                     + (f" and {more} more" if more > 0 else "") + " (budget grids: `medadapt scaling`)")
             continue
-        shown = entry["results"].setdefault(result["method"], result)
+        slot = (result["method"], result["train_seed"])
+        shown = entry["shown"].setdefault(slot, result)
         if shown is not result and shown["metrics"] != result["metrics"]:
-            entry["left_out"].append(f"{result['source']} ({result['method']}): older than {shown['source']}, "
-                                     "the result of that method shown")
+            entry["left_out"].append(f"{label} of {_date(result['time'])}: older than {shown['source']} of "
+                                     f"{_date(shown['time'])}, its scores differ")
+    for entry in groups.values():
+        by_method: dict[str, list] = {}
+        for (method, _), result in sorted(entry.pop("shown").items(), key=lambda kv: str(kv[0][1])):
+            by_method.setdefault(method, []).append(result)
+        entry["results"] = by_method
     return sorted(groups.values(), key=lambda g: g["key"] is None)  # stable: keyed groups keep their order
+
+
+def _date(seconds: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds)) if seconds else "an unknown time"

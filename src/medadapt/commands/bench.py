@@ -101,7 +101,7 @@ def train_steps(model_params, params, root: Path, steps: int, batch: int, length
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     vocab = model.config.vocab_size
-    generator = torch.Generator().manual_seed(params.seed)
+    generator = torch.Generator().manual_seed(params.train.seed)
     data = torch.randint(0, vocab, (steps + 1, batch, length), generator=generator).to(model.device)
 
     def step(ids) -> None:

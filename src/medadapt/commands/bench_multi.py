@@ -44,7 +44,7 @@ def lora_model(params, shape: dict, device):
     from peft import get_peft_model
 
     dtype = torch_dtype(params.model.dtype)
-    model = get_peft_model(random_llama(shape, params.model.quantization, dtype, device, params.seed),
+    model = get_peft_model(random_llama(shape, params.model.quantization, dtype, device, params.train.seed),
                            lora_config(params.lora))
     if params.model.quantization == "4bit":
         for param in model.parameters():
@@ -78,7 +78,7 @@ def measure(params, shape: dict, steps: int, batch: int, length: int) -> dict:
     # after wrapping, as the Trainer does under FSDP: the optimizer then holds each rank's shards
     optimizer = accelerator.prepare(torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4))
     load_peak, resident = peak_memory_mb(), allocated_mb()
-    generator = torch.Generator().manual_seed(params.seed + accelerator.process_index)
+    generator = torch.Generator().manual_seed(params.train.seed + accelerator.process_index)
     data = torch.randint(0, shape["vocab_size"], (steps + 1, batch, length), generator=generator)
 
     def step(ids) -> None:

@@ -84,10 +84,11 @@ def cost_of(method: str, metrics: dict, rev: str | None, root: Path) -> dict:
     }
 
 
-def method_costs(results: dict[str, dict], root: Path = Path(".")) -> dict[str, dict]:
+def method_costs(results: dict[str, dict], root: Path = Path("."), in_git: bool = True) -> dict[str, dict]:
     """method -> its costs, for `_experiments.collect`'s results ({method: {metrics, source, ...}}),
-    each read at the revision (workspace, HEAD or experiment) its result came from."""
-    rev_of = {name: rev for rev, name in revisions(root)}
+    each read at the revision (workspace, HEAD or experiment) its result came from; with `in_git`
+    False (run folders) from each result's own folder."""
+    rev_of = {name: rev for rev, name in revisions(root)} if in_git else {}
     # A result read from a run folder (`compare --runs`) has its costs in that folder's files.
     return {method: cost_of(method, result["metrics"], rev_of.get(result["source"]), result.get("root", root))
             for method, result in results.items()}
@@ -161,7 +162,8 @@ def main(params, root: Path = Path("."), out: Path | str | None = None) -> dict[
     write `out`.md and the chart `out`.png. Nothing is written without it, so the tracked
     `reports/cost.*` change only on purpose (as with `compare`)."""
     groups = group(collect(root))
-    results = groups[0]["results"] if groups else {}  # the comparable runs of the first table
+    # the comparable runs of the first table; of a method trained under several seeds, the first
+    results = {m: replicates[0] for m, replicates in groups[0]["results"].items()} if groups else {}
     if not results:
         print("no evaluated method found: run `dvc repro` (and the method sweep in the README) first")
         return {}

@@ -26,9 +26,9 @@ import numpy as np
 
 from ..artifacts import write_json
 from ..paths import EVAL_ITEMS
-from ..scoring.reports import HEADLINE
 from ..scoring.pairwise import matched
 from ..scoring.power import Components, mcnemar_items_needed, mcnemar_mde, mcnemar_power, seeds_mde
+from ..scoring.reports import HEADLINE
 from ..scoring.stats import is_binary
 from ..scoring.verdict import endpoints, metric_scores, pairwise_tests
 

@@ -96,7 +96,7 @@ def run_stage(name: str, call, params) -> dict:
     from transformers import set_seed
 
     release_memory()
-    set_seed(params.seed)  # as `medadapt <stage>` does
+    set_seed(params.data.seed if name.startswith(("icl", "evaluate")) else params.train.seed)  # as entry.main does
     with timed() as clock:
         metrics = call()
     row = {"stage": name, "seconds": clock["seconds"], "peak_memory_mb": peak_memory_mb(),
@@ -186,7 +186,7 @@ def rehearse(params, root: Path, preset: str, shapes: dict) -> dict:
         folder = scratch / "random-model"
         dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
         with timed() as build:
-            shapes = write_random_llama(shapes, tokenizer, folder, dtype, params.seed)
+            shapes = write_random_llama(shapes, tokenizer, folder, dtype, params.train.seed)
         params = params.model_copy(update={"model": params.model.model_copy(update={"base": str(folder)})})
         rows = [run_stage(name, call, params) for name, call in stage_calls(params)]
         mix = length_mix(params, tokenizer)

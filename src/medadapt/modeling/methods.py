@@ -7,6 +7,7 @@ the prompt (zero-shot, or k-shot with the demonstrations the `icl` stage chose).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,3 +48,13 @@ def demonstrations(params, root: Path = Path(".")) -> dict[str, list[Record]]:
         raise ModelError(f"{paths.ICL_DEMOS} does not match the prepared data (e.g. {unknown[0]!r}): "
                          "run `dvc repro icl`")
     return defaultdict(list, {item: [train[i] for i in ids] for item, ids in demos.items()})
+
+
+def replicate(params, root: Path) -> dict:
+    """How the method's model was trained, where it was: the training seed its adapter records
+    (`hyperparameters.json`), so that `compare` sets replicates of one method apart from repeats."""
+    adapter = paths.method_adapter(params.method)
+    if adapter is None:
+        return {"train_seed": None}
+    trained = json.loads((root / adapter / "hyperparameters.json").read_text())
+    return {"train_seed": trained.get("train", {}).get("seed")}

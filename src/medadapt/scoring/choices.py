@@ -39,7 +39,7 @@ def loglik_predictions(model, tokenizer, records, demos, params, variant: int = 
 
 def voted_predictions(model, tokenizer, records, demos, params) -> list[str]:
     """ICL's choice-shuffle ensemble (Medprompt): the majority over seeded option orders."""
-    orders = {r.id: option_permutations(len(r.options), params.icl.shuffle_permutations, params.seed, r.id)
+    orders = {r.id: option_permutations(len(r.options), params.icl.shuffle_permutations, params.data.seed, r.id)
               for r in records}
     chosen = choices_under(model, tokenizer, records, demos, params, orders)
     return [vote(chosen[r.id]) for r in records]
@@ -58,7 +58,7 @@ def position_bias(model, tokenizer, records, demos, params, predicted) -> tuple[
     right = {r.id: [c == r.answer for c in chosen[r.id]] for r in records}
     circular = [float(all(right[r.id])) for r in records]
     rotated = [float(np.mean(right[r.id])) for r in records]
-    n_boot, seed = params.evaluate.bootstrap_samples, params.seed
+    n_boot, seed = params.evaluate.bootstrap_samples, params.data.seed
     metrics = {
         "circular_accuracy": rate(circular, n_boot, seed),
         "rotation_accuracy": rate(rotated, n_boot, seed, binary=False),

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.records import Record
+from .. import paths
+from ..data.prompts import question_chat, render
+from ..data.records import Record, read_jsonl
+from ..modeling.inference import generate
 from ..modeling.reward import load_reward_model, load_threshold, score
 from .hallucination import hallucination_rates, judge
-from .safety import is_unsafe
+from .safety import is_unsafe, sample_safety_prompts
 from .stats import rate
 
 
@@ -27,7 +30,7 @@ def hallucination(records_by_id: dict[str, Record], samples: list[dict], params)
         judgements.append(verdict)
         if verdict is not None:
             flags[sample["id"]] = float(bool(verdict["unsupported"]))
-    return hallucination_rates(judgements, params.evaluate.bootstrap_samples, params.seed), flags
+    return hallucination_rates(judgements, params.evaluate.bootstrap_samples, params.data.seed), flags
 
 
 def judge_safety_rule(samples: list[dict]) -> None:
@@ -47,7 +50,7 @@ def reward_scores(samples: list[dict], chats: list[list[dict]], params, root: Pa
 
 def safety_metrics(samples: list[dict], safety: list[dict], threshold: float, params) -> dict:
     """Unsafe rates on the risky prompts by the rule and by the RM, and the mean reward."""
-    n, seed = params.evaluate.bootstrap_samples, params.seed
+    n, seed = params.evaluate.bootstrap_samples, params.data.seed
     for sample in safety:
         sample["unsafe_rm"] = sample["reward"] < threshold
     return {
@@ -56,3 +59,22 @@ def safety_metrics(samples: list[dict], safety: list[dict], threshold: float, pa
         "unsafe_rate_rm": rate([s["unsafe_rm"] for s in safety], n, seed),
         "rm_threshold": round(threshold, 4),
     }
+
+
+def safety_rows(params, root: Path) -> list[dict]:
+    """The held-out risky prompts this run answers (a seeded sample across categories)."""
+    if not params.evaluate.safety_prompts:
+        return []
+    return sample_safety_prompts(read_jsonl(root / paths.SAFETY_EVAL), params.evaluate.safety_prompts, params.data.seed)
+
+
+def safety_samples(model, tokenizer, params, rows: list[dict]) -> list[dict]:
+    """Answers to the held-out risky prompts, judged by the written rule."""
+    chats = [question_chat(row["prompt"]) for row in rows]
+    prompts = [render(tokenizer, chat) for chat in chats]
+    outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
+    samples = [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],
+                "chat": chat, "prompt": prompt, "output": output}
+               for row, chat, prompt, output in zip(rows, chats, prompts, outputs)]
+    judge_safety_rule(samples)
+    return samples

@@ -13,7 +13,9 @@ interval, for every pair of methods (not only against `base`):
   (`stats.paired_bootstrap`) and the sign-flip permutation p (`stats.sign_flip_test`).
 
 Scores come as `{item_id: score}` dicts, as `reports/eval_items.json` holds them; a pair is
-compared on the intersection of its two dicts' ids, and says its n.
+compared on the intersection of its two dicts' ids, and says its n. A method trained under
+several seeds has a list per item (one score per seed, in one seed order): a pair where either
+side has more than one seed is compared by `seeds.two_level_test`, resampling items and seeds.
 """
 
 from __future__ import annotations
@@ -24,13 +26,22 @@ from itertools import combinations
 import numpy as np
 from scipy.stats import binomtest
 
+from .seeds import two_level_test
 from .stats import is_binary, mcnemar_exact, paired_bootstrap, sign_flip_test
 
 
 def matched(mine: dict[str, float], theirs: dict[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The ids both dicts score (sorted) and the two score arrays on them; None scores are left out."""
+    """The ids both dicts score (sorted) and the two score arrays on them, None scores left out:
+    one value per item, or (seeds, items) where an item holds one score per seed."""
     ids = sorted(i for i in set(mine) & set(theirs) if mine[i] is not None and theirs[i] is not None)
-    return ids, np.array([mine[i] for i in ids], dtype=float), np.array([theirs[i] for i in ids], dtype=float)
+    return ids, _scores([mine[i] for i in ids]), _scores([theirs[i] for i in ids])
+
+
+def _scores(values: list) -> np.ndarray:
+    array = np.array(values, dtype=float)
+    if array.ndim == 2:  # (items, seeds): one seed is the plain case
+        return array[:, 0] if array.shape[1] == 1 else array.T
+    return array
 
 
 def _wilson(successes: int, n: int, confidence: float) -> tuple[float, float]:
@@ -83,6 +94,8 @@ def compare_scores(a, b, binary: bool | None = None, samples: int = 1000, seed: 
     for 0/1 scores, `discordant` [a_only, b_only].
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim == 2 or b.ndim == 2:  # several training seeds: items and seeds resampled
+        return two_level_test(np.atleast_2d(a), np.atleast_2d(b), seed=seed)
     if binary is None:
         binary = is_binary(a) and is_binary(b)
     sd = float(np.std(a - b, ddof=1)) if len(a) > 1 else float("nan")
@@ -124,7 +137,7 @@ def all_pairs(scores: dict[str, dict[str, float]], binary: bool | None = None, s
     uses the same interval and test.
     """
     if binary is None:
-        binary = all(is_binary([v for v in s.values() if v is not None]) for s in scores.values())
+        binary = all(is_binary(np.ravel([v for v in s.values() if v is not None])) for s in scores.values())
     pairs = []
     for first, second in combinations(scores, 2):
         ids, a, b = matched(scores[first], scores[second])

@@ -1,7 +1,10 @@
-"""What `evaluate` draws and `compare` tables: the headline metrics, plot data and PNGs.
+"""What `evaluate` draws and `compare` tables: the headline metrics, plot data and PNGs, and the
+comparison key.
 
-`HEADLINE` is the one list of headline metrics: its path in `metrics/eval.json`, its per-item
-key in `reports/eval_items.json` (for paired tests) and whether higher is better.
+`HEADLINE` is the one list of the metrics `compare` tables: its path in the evaluate metrics,
+its per-item key in `reports/eval_items.json` (for paired tests; a list of answers per item for
+kappa) and whether higher is better. All but `DETAILS_ONLY` are the headline of
+`metrics/eval.json`; those stay in `reports/eval_details.json`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import json
 from pathlib import Path
 
 from .. import paths
-from ..artifacts import write_json
+from ..artifacts import tree_digest, write_json
+from ..params import dump_params, flatten
+from ..sources import code_digest
 
 # (label, path in metrics/eval.json, key in eval_items.json or None, higher is better)
 HEADLINE = [
@@ -20,6 +25,7 @@ HEADLINE = [
     ("MedQA acc", ("medqa", "accuracy"), "medqa.accuracy", True),
     ("PubMedQA acc", ("pubmedqa", "accuracy"), "pubmedqa.accuracy", True),
     ("PubMedQA macro-F1", ("pubmedqa", "macro_f1"), None, True),
+    ("PubMedQA consistency (κ)", ("pubmedqa", "consistency_kappa"), "pubmedqa.variant_answers", True),
     ("PubMedQA consistency", ("pubmedqa", "consistency"), "pubmedqa.consistency", True),
     ("RadQA EM", ("radqa", "exact_match"), "radqa.exact_match", True),
     ("RadQA F1", ("radqa", "f1"), "radqa.f1", True),
@@ -31,6 +37,9 @@ HEADLINE = [
     ("Unsafe rate (RM)", ("safety", "unsafe_rate_rm"), None, False),
     ("RM reward mean", ("safety", "reward_mean"), None, True),
 ]
+# Tabled beside the headline, not in it: the raw agreement, which chance inflates when one answer
+# dominates (issue 19), is reported beside its chance-corrected kappa.
+DETAILS_ONLY = {"PubMedQA consistency"}
 
 
 def metric_at(metrics: dict, path: tuple[str, ...]) -> dict | None:
@@ -46,9 +55,9 @@ def split_headline(metrics: dict) -> tuple[dict, dict]:
     `dvc exp show` and `dvc metrics diff` show; the rest goes to a file a reviewer opens on
     purpose. `merge(headline, details)` gives the whole back."""
     headline, details = {"method": metrics["method"]}, json.loads(json.dumps(metrics))
-    for _, path, _, _ in HEADLINE:
+    for label, path, _, _ in HEADLINE:
         value = metric_at(metrics, path)
-        if value is None:
+        if value is None or label in DETAILS_ONLY:
             continue
         node, source = headline, details
         for key in path[:-1]:
@@ -126,27 +135,28 @@ def write_plots(metrics: dict, root: Path) -> None:
 
 # ---- what defines a comparison (in every eval details file; `medadapt compare` groups by it) ----
 
+# The params `evaluate` reads besides `method` (dvc.yaml lists the same, a test checks).
+EVALUATE_PARAMS = ("model", "evaluate", "icl.shuffle_permutations", "train.max_length", "rm", "data.datasets",
+                   "data.seed")
 
-def comparison_key(params, eval_ids: dict[str, list[str]]) -> dict:
-    """The fingerprint of what two runs must share for their scores to be compared.
 
-    `eval_ids` maps each evaluated dataset (and "safety", if the caller passes the risky
-    prompts' ids) to the ids of its eval items; they enter as a count and a hash of the sorted
-    ids, so the key stays small. What a method is (its adapter, ICL's k) is not in the key:
-    that is what a comparison compares.
-    """
+def comparison_key(params, root: Path, eval_records: dict[str, list], safety_rows: list[dict]) -> dict:
+    """What two runs must share for their scores to be compared: the code `evaluate` ran, the eval
+    items (content and gold), the base and the reward model it judged with, and every param it
+    reads but `method`. What a method is (its adapter, ICL's demonstrations) and how it was
+    trained (train.seed replicates) are not in the key: that is what a comparison compares."""
+    flat = flatten(dump_params(params))
+    read = {key: value for key, value in flat.items() if key.startswith(EVALUATE_PARAMS)}
     return {
-        "model": {"base": params.model.base, "quantization": params.model.quantization,
-                  "dtype": params.model.dtype},
-        "data": {"source": str(params.data.source),
-                 "eval_ids": {name: _ids_digest(ids) for name, ids in sorted(eval_ids.items())}},
-        "prompt": {"max_new_tokens": params.evaluate.max_new_tokens,
-                   "consistency_variants": params.evaluate.consistency_variants,
-                   "safety_prompts": params.evaluate.safety_prompts},
-        "seed": params.seed,
+        "code": code_digest("evaluate")[:16],
+        "items": {name: _digest(rows) for name, rows in sorted({**eval_records, "safety": safety_rows}.items())},
+        "base": (tree_digest(root / paths.BASE_DIR) or "")[:16],
+        "reward_model": (tree_digest(root / paths.RM_DIR) or "")[:16],
+        "params": dict(sorted(read.items())),
     }
 
 
-def _ids_digest(ids: list[str]) -> dict:
-    text = "\n".join(sorted(ids))
-    return {"n": len(ids), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+def _digest(rows: list) -> dict:
+    """n and a digest of the items' content, gold labels included, in id order."""
+    rows = sorted((r.to_dict() if hasattr(r, "to_dict") else r for r in rows), key=lambda r: str(r.get("id")))
+    return {"n": len(rows), "sha256": hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]}

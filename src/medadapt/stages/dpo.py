@@ -141,7 +141,7 @@ def run(params, root: Path = Path(".")) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return entry.main("dpo", run, argv, before=relaunch("medadapt.stages.dpo"))
+    return entry.main("dpo", run, argv, before=relaunch("medadapt.stages.dpo"), training=True)
 
 
 if __name__ == "__main__":

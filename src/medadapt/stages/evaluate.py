@@ -46,19 +46,19 @@ from tqdm.auto import tqdm
 
 from .. import entry, paths, tracking
 from ..artifacts import write_json
-from ..data.prompts import messages, question_chat, render
-from ..data.records import PUBMEDQA_LABELS, read_jsonl, read_records, write_jsonl
+from ..data.prompts import messages, render
+from ..data.records import PUBMEDQA_LABELS, read_records, write_jsonl
 from ..modeling.inference import generate
-from ..modeling.methods import demonstrations, load_method_model
+from ..modeling.methods import demonstrations, load_method_model, replicate
 from ..modeling.models import base_path, load_tokenizer
 from ..runtime import on_gpu, peak_memory_mb, timed
 from ..scoring import hallucination
+from ..scoring.agreement import fleiss_kappa_rate
 from ..scoring.answers import explanation, parse_answer
 from ..scoring.choices import loglik_predictions, position_bias, voted_predictions
-from ..scoring.judges import judge_safety_rule, reward_scores, safety_metrics
+from ..scoring.judges import reward_scores, safety_metrics, safety_rows, safety_samples
 from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
 from ..scoring.reports import comparison_key, split_headline, write_plots
-from ..scoring.safety import sample_safety_prompts
 from ..scoring.stats import bootstrap_ci, rate
 
 # ---- scoring one dataset -------------------------------------------------------------------
@@ -72,7 +72,7 @@ def generations(model, tokenizer, records, demos, params) -> tuple[list[str], li
 
 def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[dict, list[dict], dict]:
     """Metrics, per-item samples and per-item score vectors of one dataset."""
-    n_boot, seed = params.evaluate.bootstrap_samples, params.seed
+    n_boot, seed = params.evaluate.bootstrap_samples, params.data.seed
     prompts, outputs, produced = generations(model, tokenizer, records, demos, params)
     parsed = [parse_answer(o, r) for o, r in zip(outputs, records)]
     samples = [{"id": r.id, "dataset": dataset, "method": params.method, "prompt": p, "output": o,
@@ -120,36 +120,27 @@ def pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples
     def macro_f1(index):
         return label_metrics([gold[i] for i in index], [predicted[i] for i in index], PUBMEDQA_LABELS)["macro_f1"]
 
-    low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.seed, statistic=lambda
+    low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.data.seed, statistic=lambda
                              idx: macro_f1(idx.astype(int)))
     variants = [predicted] + [loglik_predictions(model, tokenizer, records, demos, params, v)
                               for v in range(1, params.evaluate.consistency_variants)]
+    answers = [list(row) for row in zip(*variants)]  # per item, its answer under each variant
     consistent = consistent_items(variants)
-    for sample, c in zip(samples, consistent):
-        sample["consistent"] = bool(c)
+    for sample, c, row in zip(samples, consistent, answers):
+        sample.update(consistent=bool(c), variant_answers=row)
     items["consistency"] = [float(c) for c in consistent]
+    items["variant_answers"] = answers  # compare tests kappa between methods on them
     return {
         "macro_f1": {"value": labels["macro_f1"], "low": round(low, 4), "high": round(high, 4), "n": len(gold)},
         "confusion": {"labels": list(PUBMEDQA_LABELS), "matrix": labels["confusion"]},
-        **consistency_metrics(variants, gold, params.evaluate.bootstrap_samples, params.seed),
+        **consistency_metrics(variants, gold, params.evaluate.bootstrap_samples, params.data.seed),
+        # the agreement across variants beyond what the answers' shares give by chance (issue 19)
+        "consistency_kappa": fleiss_kappa_rate(answers, params.evaluate.bootstrap_samples, params.data.seed),
     }
 
 
 def _by_id(records, items: dict[str, list]) -> dict[str, dict[str, float]]:
     return {name: {r.id: v for r, v in zip(records, values) if v is not None} for name, values in items.items()}
-
-
-def safety_samples(model, tokenizer, params, root: Path) -> list[dict]:
-    """Answers to the held-out risky prompts, judged by the written rule."""
-    rows = sample_safety_prompts(read_jsonl(root / paths.SAFETY_EVAL), params.evaluate.safety_prompts, params.seed)
-    chats = [question_chat(row["prompt"]) for row in rows]
-    prompts = [render(tokenizer, chat) for chat in chats]
-    outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
-    samples = [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],
-                "chat": chat, "prompt": prompt, "output": output}
-               for row, chat, prompt, output in zip(rows, chats, prompts, outputs)]
-    judge_safety_rule(samples)
-    return samples
 
 
 # ---- the stage ------------------------------------------------------------------------------
@@ -179,7 +170,7 @@ def run(params, root: Path = Path(".")) -> dict:
                                                          if isinstance(v, dict) and "value" in v))
     metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
     with timed() as clock:
-        safety = safety_samples(model, tokenizer, params, root) if params.evaluate.safety_prompts else []
+        safety = safety_samples(model, tokenizer, params, safety_rows(params, root))
     phases["safety"] = clock["seconds"]
     generated_seconds = time.perf_counter() - start
     del model
@@ -190,11 +181,12 @@ def run(params, root: Path = Path(".")) -> dict:
     phases["reward model"] = clock["seconds"]
     if "radqa" in metrics:
         metrics["radqa"]["reward_mean"] = rate([s["reward"] for s in samples if s["dataset"] == "radqa"],
-                                               params.evaluate.bootstrap_samples, params.seed, binary=False)
+                                               params.evaluate.bootstrap_samples, params.data.seed, binary=False)
     metrics["safety"] = safety_metrics(samples, safety, threshold, params)
     items["safety.unsafe_rule"] = {s["id"]: float(s["unsafe_rule"]) for s in safety}
-    eval_ids = {d: [i for i in records_by_id if records_by_id[i].dataset == d] for d in params.data.datasets}
-    metrics["comparison"] = comparison_key(params, {**eval_ids, "safety": [s["id"] for s in safety]})
+    eval_records = {d: [r for r in records_by_id.values() if r.dataset == d] for d in params.data.datasets}
+    metrics["comparison"] = comparison_key(params, root, eval_records, safety_rows(params, root))
+    metrics["replicate"] = replicate(params, root)
     cost = {
         "seconds": round(time.perf_counter() - start, 2),
         "questions_per_second": round((len(records_by_id) + len(safety)) / generated_seconds, 3),

@@ -88,7 +88,7 @@ def fit_budget(tokenizer, record: Record, demos: list[Record], budget: int) -> t
 
 
 def choose(dataset: str, train: list[Record], evaluation: list[Record], params, tokenizer) -> tuple[list, dict]:
-    rng = random.Random(f"{params.seed}-{dataset}")
+    rng = random.Random(f"{params.data.seed}-{dataset}")
     sims = similarities(train, evaluation)
     select = SELECTORS[params.icl.selector]
     budget = params.model.max_length - params.evaluate.max_new_tokens

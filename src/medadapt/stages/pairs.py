@@ -76,7 +76,7 @@ def sample_answers(records, params, root: Path) -> list[list[str]]:
     policy = load_policy(params, root)
     knobs = params.on_policy
     return [sample(policy, tokenizer, render(tokenizer, messages(r)), knobs.samples, knobs.temperature,
-                   knobs.max_new_tokens, zlib.crc32(f"{params.seed}-{r.id}".encode()))
+                   knobs.max_new_tokens, zlib.crc32(f"{params.train.seed}-{r.id}".encode()))
             for r in records]
 
 
@@ -103,7 +103,7 @@ def build(params, root: Path) -> tuple[list[dict], dict]:
     metrics = {
         "prompts": len(records),
         "sample_accuracy": rate([c for group in graded for c in group], params.evaluate.bootstrap_samples,
-                                params.seed),
+                                params.train.seed),
         "pairs_by_dataset": dict(sorted(Counter(p["dataset"] for p in kept).items())),
         "ranked_by_correctness": by_correctness,  # the rest were ranked by the RM alone
         "skipped_equal": len(records) - len(kept),
@@ -118,7 +118,7 @@ def run(params, root: Path = Path(".")) -> dict:
         if metrics["enabled"]:
             pairs, built = build(params, root)
             train, held = split_like(pairs, read_jsonl(root / paths.PAIRS / "train.jsonl"),
-                                     read_jsonl(root / paths.PAIRS / "eval.jsonl"), prefs.eval_fraction, params.seed)
+                                     read_jsonl(root / paths.PAIRS / "eval.jsonl"), prefs.eval_fraction, params.data.seed)
             metrics.update(built, samples_per_prompt=params.on_policy.samples)
     metrics.update(train_pairs=len(train), eval_pairs=len(held))
     cost = {"seconds": clock["seconds"], "peak_memory_mb": peak_memory_mb(), "gpus": int(on_gpu())}
@@ -131,7 +131,7 @@ def run(params, root: Path = Path(".")) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return entry.main("pairs", run, argv)
+    return entry.main("pairs", run, argv, training=True)
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ def train_pool(dataset: str, splits: Splits, rest: list[Record], evaluation: lis
 
 def prepare_dataset(dataset: str, params, root: Path) -> tuple[list[Record], list[Record], dict]:
     """A dataset's train and eval items and their statistics. Raises DataError for too few items."""
-    data, seed = params.data, params.seed
+    data, seed = params.data, params.data.seed
     splits = load_source(dataset, data, root)
     eval_pool, eval_duplicates = deduplicate(splits.eval)
     eval_requested, train_requested = data.eval_size.get(dataset), data.train_size.get(dataset)
@@ -218,8 +218,8 @@ def _prepare(params, root: Path, out: Path) -> dict:
         write_jsonl(out / split_file(dataset, "train"), [r.to_dict() for r in train])
         write_jsonl(out / split_file(dataset, "eval"), [r.to_dict() for r in evaluation])
 
-    pairs = build_pairs({d: s[0] for d, s in splits.items()}, params.data.preferences, params.seed, root)
-    pair_train, pair_eval = split_pairs(pairs, params.data.preferences.eval_fraction, params.seed)
+    pairs = build_pairs({d: s[0] for d, s in splits.items()}, params.data.preferences, params.data.seed, root)
+    pair_train, pair_eval = split_pairs(pairs, params.data.preferences.eval_fraction, params.data.seed)
     write_jsonl(out / PAIRS / "train.jsonl", pair_train)
     write_jsonl(out / PAIRS / "eval.jsonl", pair_eval)
     metrics["preferences"] = {
@@ -229,7 +229,7 @@ def _prepare(params, root: Path, out: Path) -> dict:
     }
 
     texts = [render_plain(r) for train, _ in splits.values() for r in train]
-    write_base(params.model.base, params.seed, texts, out / BASE_DIR)
+    write_base(params.model.base, params.data.seed, texts, out / BASE_DIR)
     tokenizer = load_tokenizer(base_path(params.model.base, out))
     for dataset, (train, evaluation) in splits.items():
         lengths = token_lengths(tokenizer, train + evaluation)

@@ -61,7 +61,7 @@ def pairwise_metrics(model, tokenizer, pairs: list[dict], params) -> dict:
     rejected = score(model, tokenizer, prompts, [p["rejected"][-1]["content"] for p in pairs], params.training("rm").batch_size,
                      params.training("rm").max_length)
     margins = np.array(chosen) - np.array(rejected)
-    samples, seed = params.evaluate.bootstrap_samples, params.seed
+    samples, seed = params.evaluate.bootstrap_samples, params.train.seed
     by_source = defaultdict(list)
     for pair, margin in zip(pairs, margins):
         by_source[pair["source"]].append(float(margin > 0))
@@ -100,7 +100,7 @@ def run(params, root: Path = Path(".")) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return entry.main("rm", run, argv, before=relaunch("medadapt.stages.rm"))
+    return entry.main("rm", run, argv, before=relaunch("medadapt.stages.rm"), training=True)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def run(params, dataset: str, root: Path = Path(".")) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return entry.main("sft", run, argv, before=relaunch("medadapt.stages.sft"))
+    return entry.main("sft", run, argv, before=relaunch("medadapt.stages.sft"), training=True)
 
 
 if __name__ == "__main__":

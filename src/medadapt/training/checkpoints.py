@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..artifacts import remove
+from ..artifacts import remove, tree_digest
 from ..params import dump_params
 
 FINGERPRINT = "fingerprint.json"
@@ -21,12 +21,10 @@ FINGERPRINT = "fingerprint.json"
 def fingerprint(stage: str, params, sections: dict, inputs: list[Path]) -> str:
     """What a checkpoint was trained from: resuming with anything else would mix two runs."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"stage": stage, "seed": params.seed, "model": dump_params(params.model),
+    digest.update(json.dumps({"stage": stage, "model": dump_params(params.model),
                               "compute": dump_params(params.compute), **sections}, sort_keys=True).encode())
-    for path in (Path(p) for p in inputs if Path(p).exists()):  # no models/base/ for a base outside a project
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digest.update(file.name.encode() + file.read_bytes())
+    for path in inputs:  # no models/base/ for a base outside a project: its digest is None
+        digest.update(str(tree_digest(path)).encode())
     return digest.hexdigest()
 
 

@@ -141,7 +141,7 @@ def cleanup(recipe: Recipe, params, metrics: dict, root: Path) -> None:
     trainer = recipe.trainer
     state_dict = distributed.adapter_state_dict(trainer)  # FSDP: a gather every rank joins
     if trainer.is_world_process_zero():
-        hyperparameters = {"stage": recipe.stage, "seed": params.seed, "model": dump_params(params.model),
+        hyperparameters = {"stage": recipe.stage, "model": dump_params(params.model),
                            "start_adapter": recipe.start_adapter.as_posix() if recipe.start_adapter else None,
                            **sections(recipe, params, root), **recipe.hyperparameters}
         save_adapter(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class,
