@@ -259,8 +259,8 @@ def test_override_without_equals_is_rejected(tree):
 
 
 def test_override_below_a_scalar_is_rejected(tree):
-    with pytest.raises(ParamsError, match="override seed.x: seed is not a section"):
-        parse_params(tree, overrides=["seed.x=1"])
+    with pytest.raises(ParamsError, match="override method.x: method is not a section"):
+        parse_params(tree, overrides=["method.x=1"])
 
 
 def test_overrides_do_not_modify_the_callers_tree(tree):

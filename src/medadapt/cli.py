@@ -55,6 +55,12 @@ HELPERS = {
                  "help": "also write PREFIX.md, PREFIX.json and PREFIX.png, e.g. reports/compare (default: print only)"}),
         ("--runs", {"metavar": "DIR", "help": "compare the run folders under DIR (each a copy of a project's "
                                               "metrics/ and reports/, e.g. from a GPU machine) instead of experiments"}))),
+    "power": Command("what the results can detect, and the items and seeds a difference would need", (
+        ("out", {"nargs": "?", "default": None, "metavar": "PREFIX",
+                 "help": "also write PREFIX.md and PREFIX.json, e.g. reports/power (default: print only)"}),
+        ("--runs", {"metavar": "DIR", "help": "plan from the run folders under DIR instead of the project's results"}),
+        ("--seed-sd", {"type": float, "metavar": "SD", "help": "the SD of a trained method's mean over training "
+                                                              "seeds (default: measured where a seed grid ran)"}))),
     "costs": Command("what each evaluated method cost beside its accuracy", (
         ("out", {"nargs": "?", "default": None, "metavar": "PREFIX",
                  "help": "also write PREFIX.md and PREFIX.png, e.g. reports/cost (default: print only)"}),)),
@@ -104,7 +110,7 @@ def run_helper(name: str, args: argparse.Namespace) -> int:
         params = load_params(args.params, args.overrides)
         set_environment_defaults(params)
         quiet_libraries()
-        extra = [getattr(args, argument.lstrip("-")) for argument, _ in HELPERS[name].arguments]
+        extra = [getattr(args, argument.lstrip("-").replace("-", "_")) for argument, _ in HELPERS[name].arguments]
         importlib.import_module(f"medadapt.commands.{name}").main(params, Path("."), *extra)
     except UserError as error:
         return report(name, error)

@@ -1,18 +1,21 @@
-"""`medadapt compare`: the comparison key, one table per key, paired tests on shared items with
-their n and Holm's correction, output written only when asked, and the chart's labels."""
+"""`medadapt compare`: the comparison key locks provenance, groups keep one configuration and order
+duplicates by time, training seeds are replicates, the verdict and its Holm family, position
+bias, output written only when asked, and the chart's labels."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from medadapt.commands import _experiments, compare
+from medadapt.data.records import Record
 from medadapt.params import load_params
 from medadapt.scoring import reports
-from medadapt.scoring.stats import holm, rate
+from medadapt.scoring.stats import rate
 
 from conftest import REPO
 
@@ -23,121 +26,170 @@ def params(*overrides: str):
     return load_params(REPO / "params.yaml", list(overrides))
 
 
-def key(*overrides: str, ids: dict | None = None) -> dict:
-    return reports.comparison_key(params(*overrides), ids or IDS)
+def records(gold: str = "A") -> dict[str, list[Record]]:
+    return {name: [Record(i, name, f"question {i}?", None, ["a", "b", "c", "d"], gold, None) for i in ids]
+            for name, ids in IDS.items()}
+
+
+def key(*overrides: str, root: Path = Path("no-project"), items: dict | None = None) -> dict:
+    return reports.comparison_key(params(*overrides), root, items or records(), [])
 
 
 # ---- the comparison key ------------------------------------------------------------------------
 
 
-def test_comparison_key_is_what_defines_a_comparison():
+def test_comparison_key_locks_code_items_models_and_every_param_evaluate_reads(tmp_path):
     reference = key()
-    assert key("method=dpo", "icl.k=5") == reference  # what a method is, is not in the key
-    shuffled = {name: ids[::-1] for name, ids in IDS.items()}
-    assert key(ids=shuffled) == reference  # the items, not their order
-    assert reference["data"]["eval_ids"]["medqa"]["n"] == 6
-    assert "medqa-0" not in json.dumps(reference)  # ids enter as a hash
-    for override, field in [("model.base=builtin:tiny-llama", "model.base"),
-                            ("model.quantization=4bit", "model.quantization"),
-                            ("data.source=hub", "data.source"),
-                            ("evaluate.max_new_tokens=64", "prompt.max_new_tokens"),
-                            ("evaluate.consistency_variants=2", "prompt.consistency_variants"),
-                            ("evaluate.safety_prompts=3", "prompt.safety_prompts"),
-                            ("seed=1", "seed")]:
+    # what a method is, and how it was trained (its replicates), is not in the key
+    assert key("method=dpo", "icl.k=5", "train.seed=7", "train.learning_rate=0.1") == reference
+    assert key(items={n: rows[::-1] for n, rows in records().items()}) == reference  # the items, not their order
+    assert reference["items"]["medqa"]["n"] == 6 and "medqa-0" not in json.dumps(reference)
+    assert len(reference["code"]) == 16  # the digest of evaluate's code (sources.code_digest)
+    for override, field in [("model.base=builtin:tiny-llama", "params.model.base"),
+                            ("model.quantization=4bit", "params.model.quantization"),
+                            ("evaluate.max_new_tokens=64", "params.evaluate.max_new_tokens"),
+                            ("data.seed=1", "params.data.seed"),
+                            ("icl.shuffle_permutations=3", "params.icl.shuffle_permutations"),
+                            ("train.max_length=512", "params.train.max_length")]:
         differences = compare.key_differences(reference, key(override))
         assert len(differences) == 1 and differences[0].startswith(f"{field}: "), (override, differences)
-    other_items = {**IDS, "medqa": IDS["medqa"][:5] + ["medqa-99"]}
-    assert [d.split(":")[0] for d in compare.key_differences(reference, key(ids=other_items))] == [
-        "data.eval_ids.medqa.sha256"]
+    # a gold label: the same ids, other content
+    assert [d.split(":")[0] for d in compare.key_differences(reference, key(items=records(gold="B")))] == [
+        "items.medqa.sha256", "items.pubmedqa.sha256"]
+    (tmp_path / "models/base").mkdir(parents=True)
+    (tmp_path / "models/base/config.json").write_text("{}")
+    (tmp_path / "models/rm").mkdir(parents=True)
+    (tmp_path / "models/rm/adapter_model.safetensors").write_text("x")
+    trained = key(root=tmp_path)
+    assert {d.split(":")[0] for d in compare.key_differences(reference, trained)} == {"base", "reward_model"}
+    (tmp_path / "models/rm/adapter_model.safetensors").write_text("y")
+    assert [d.split(":")[0] for d in compare.key_differences(trained, key(root=tmp_path))] == ["reward_model"]
 
 
-# ---- grouping and the tests ---------------------------------------------------------------------
+def test_the_key_reads_the_params_dvc_yaml_gives_evaluate():
+    import yaml
+
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["evaluate"]["params"]
+    assert set(declared) - {"method"} == set(reports.EVALUATE_PARAMS)
 
 
-def result(method: str, scores: dict[str, float], comparison: dict | None, source: str = "run",
-           varies: list[str] = ()) -> dict:
-    metrics = {"method": method, "medqa": {"accuracy": rate(list(scores.values()))}}
+# ---- grouping -------------------------------------------------------------------------------------
+
+
+def result(method: str, values: list[int], comparison: dict | None, source: str = "run", time: float = 0.0,
+           params_tree: dict | None = None, train_seed: int | None = None, prefix: str = "medqa") -> dict:
+    scores = {f"{prefix}-{i}": float(v) for i, v in enumerate(values)}
+    metrics = {"method": method, prefix: {"accuracy": rate(values)}, "replicate": {"train_seed": train_seed}}
     if comparison is not None:
         metrics["comparison"] = comparison
-    return {"method": method, "metrics": metrics, "items": {"medqa.accuracy": scores}, "source": source,
-            "key": comparison, "varies": list(varies)}
-
-
-def scores(values: list[int], prefix: str = "medqa") -> dict[str, float]:
-    return {f"{prefix}-{i}": float(v) for i, v in enumerate(values)}
+    return {"method": method, "metrics": metrics, "items": {f"{prefix}.accuracy": scores}, "source": source,
+            "key": comparison, "root": Path("."), "time": time, "params": params_tree, "train_seed": train_seed}
 
 
 def test_group_separates_keys_and_puts_keyless_results_last():
     a, b = key(), key("model.base=builtin:tiny-llama")
-    results = [result("icl", scores([1] * 6), None, "workspace"), result("base", scores([0] * 6), a, "HEAD"),
-               result("dpo", scores([1] * 6), b, "exp-1"), result("base", scores([1, 0] * 3), a, "exp-2")]
+    results = [result("icl", [1] * 6, None, "workspace", 4), result("base", [0] * 6, a, "HEAD", 3),
+               result("dpo", [1] * 6, b, "exp-1", 2), result("base", [1, 0] * 3, a, "exp-2", 1)]
     groups = _experiments.group(results)
     assert [g["key"] for g in groups] == [a, b, None]
-    assert list(groups[0]["results"]) == ["base"] and groups[0]["results"]["base"]["source"] == "HEAD"
-    assert groups[0]["left_out"] == ["exp-2 (base): older than HEAD, the result of that method shown"]
-    assert list(groups[1]["results"]) == ["dpo"] and list(groups[2]["results"]) == ["icl"]
+    assert [r["source"] for r in groups[0]["results"]["base"]] == ["HEAD"]
+    assert groups[0]["left_out"][0].startswith("exp-2 (base) of ") and "older than HEAD of " in groups[0]["left_out"][0]
+    assert groups[0]["left_out"][0].endswith("its scores differ")
 
 
-def test_group_shows_each_method_at_heads_params():
-    """A grid point (another train size, another k) is not the method's row: the newest result
-    that differs from HEAD's params in `method` alone is, and the grid point is listed as left out."""
+def test_duplicates_are_ordered_by_time_not_by_name():
     a = key()
-    results = [result("sft", scores([1] * 6), a, "all-items", ["data.train_size.medqa", "data.train_size.medmcqa",
-                                                                "data.train_size.pubmedqa", "icl.k"]),
-               result("sft", scores([1, 0] * 3), a, "sweep"), result("base", scores([0] * 6), a, "HEAD")]
-    groups = _experiments.group(results)
-    assert groups[0]["results"]["sft"]["source"] == "sweep"
-    assert groups[0]["left_out"] == ["all-items (sft): its params differ from HEAD's in data.train_size.medqa, "
-                                     "data.train_size.medmcqa, data.train_size.pubmedqa and 1 more "
-                                     "(budget grids: `medadapt scaling`)"]
+    results = [result("sft", [1] * 6, a, "a-first-name", 1), result("sft", [0] * 6, a, "z-last-name", 2)]
+    (shown,) = _experiments.group(results)[0]["results"]["sft"]
+    assert shown["source"] == "z-last-name"  # the newer, whatever the folder names say
 
 
-def test_varied_reads_dotted_keys_and_ignores_method():
-    from medadapt.commands._experiments import varied
+def test_a_result_of_another_configuration_is_left_out_saying_what_differs():
+    a = key()
+    head = {"method": "base", "train": {"learning_rate": 0.0003, "seed": 42}, "data": {"train_size": {"medqa": 12}}}
+    other = {**head, "train": {"learning_rate": 0.001, "seed": 42}}
+    results = [result("sft", [1] * 6, a, "lr-grid", 2, other), result("sft", [1, 0] * 3, a, "sweep", 1, head)]
+    groups = _experiments.group(results, reference=head)
+    assert [r["source"] for r in groups[0]["results"]["sft"]] == ["sweep"]
+    assert groups[0]["left_out"] == ["lr-grid (sft): its params differ in train.learning_rate (budget grids: "
+                                     "`medadapt scaling`)"]
 
-    head = {"method": "base", "icl": {"k": 3}, "data": {"train_size": {"medqa": 12}}}
-    assert varied({"method": "sft", "icl": {"k": 3}, "data": {"train_size": {"medqa": 12}}}, head) == set()
-    assert varied({"method": "icl", "icl": {"k": 8}, "data": {"train_size": {"medqa": 12}}}, head) == {"icl.k"}
+
+def test_training_seeds_are_replicates_not_duplicates():
+    a = key()
+    head = {"method": "sft", "train": {"seed": 1}}
+    results = [result("sft", [1, 1, 0, 0, 1, 1], a, f"seed-{s}", s, {**head, "train": {"seed": s}}, train_seed=s)
+               for s in (1, 2, 3)]
+    groups = _experiments.group(results, reference=head)
+    assert [r["train_seed"] for r in groups[0]["results"]["sft"]] == [1, 2, 3] and groups[0]["left_out"] == []
 
 
 def test_group_drops_an_identical_copy_silently():
-    same = result("base", scores([1, 0] * 3), key(), "workspace")
-    groups = _experiments.group([same, {**same, "source": "HEAD"}])
+    same = result("base", [1, 0] * 3, key(), "workspace", 2)
+    groups = _experiments.group([same, {**same, "source": "HEAD", "time": 1}])
     assert len(groups) == 1 and groups[0]["left_out"] == []
 
 
-def test_paired_test_uses_the_shared_items_and_says_how_many():
-    base = result("base", scores([0] * 10), None, "a")  # 10 items
-    icl = result("icl", scores([1] * 6), None, "b")  # 6 of them
-    rows = compare.table({"base": base, "icl": icl})
-    cell = rows[1]["metrics"]["MedQA acc"]
-    assert cell["n"] == 6
-    test = cell["vs_base"]
-    # 6-0 discordant on the 6 shared items: exact McNemar 0.03125
-    assert test["n"] == 6 and test["diff"] == 1.0 and test["p_value"] == pytest.approx(0.03125)
-    text = compare.markdown(rows)
-    assert "(+1.00, p=0.031*, n=6)" in text  # the only test: Holm leaves it as it is
-    base_short = result("base", scores([0] * 4), None, "a")
-    text = compare.markdown(compare.table({"base": base_short, "icl": icl}))
-    assert "1.00 [0.61, 1.00] n=6 (+1.00, p=0.125, n=4)" in text  # the value's own n where it differs
-    assert "n per metric: MedQA acc 4-6" in text
+# ---- the table, the family, replicates ----------------------------------------------------------
 
 
-def test_holm_across_every_test_of_the_table():
-    both = {"medqa.accuracy": scores([1] * 6), "pubmedqa.accuracy": scores([1] * 3 + [0] * 3, "pubmedqa")}
-    base = {"method": "base", "source": "a", "items": {k: {i: 0.0 for i in v} for k, v in both.items()},
-            "metrics": {"method": "base", "medqa": {"accuracy": rate([0] * 6)},
-                        "pubmedqa": {"accuracy": rate([0] * 6)}}}
-    runs = {"base": base}
-    for method in ("icl", "sft"):
-        runs[method] = {"method": method, "source": method, "items": both,
-                        "metrics": {"method": method, "medqa": {"accuracy": rate([1] * 6)},
-                                    "pubmedqa": {"accuracy": rate([1] * 3 + [0] * 3)}}}
-    tests = [cell["vs_base"] for row in compare.table(runs) for cell in row["metrics"].values() if "vs_base" in cell]
-    assert [t["p_value"] for t in tests] == pytest.approx([0.03125, 0.25, 0.03125, 0.25])
-    assert [t["p_holm"] for t in tests] == pytest.approx(holm([0.03125, 0.25, 0.03125, 0.25]))
-    # 4 tests: 0.03125 * 4 = 0.125, no longer below 0.05
-    assert not any(t["survives_holm"] for t in tests)
+def test_vs_base_is_the_primary_familys_test_with_its_star(monkeypatch):
+    base = [result("base", [0] * 10, key())]
+    icl = [result("icl", [1] * 10, key())]
+    settings = params("compare.primary=[MedQA acc]").compare
+    decided = compare.decide({"base": base, "icl": icl}, settings, None, 0)
+    rows = compare.table({"base": base, "icl": icl}, decided["family"])
+    test = rows[1]["metrics"]["MedQA acc"]["vs_base"]
+    # 10-0 discordant: exact McNemar 0.00195, the family's only test, survives
+    assert test["diff"] == 1.0 and test["p_value"] == pytest.approx(2 / 1024) and test["survives"]
+    assert decided["metrics"][0]["best"] == "icl"
+    text = compare.markdown(rows, ["MedQA acc"], decided["family_size"], 0.05)
+    assert "MedQA acc (primary)" in text and "(+1.00, p=0.002*, n=10)" in text
+
+
+def test_a_secondary_metric_gets_a_p_and_never_a_star():
+    base = [result("base", [0] * 10, key())]
+    icl = [result("icl", [1] * 10, key())]
+    rows = compare.table({"base": base, "icl": icl}, family=[])  # MedQA acc is not primary here
+    test = rows[1]["metrics"]["MedQA acc"]["vs_base"]
+    assert test["p_value"] == pytest.approx(2 / 1024) and "survives" not in test
+    assert "p=0.002," in compare.markdown(rows, [], 0, 0.05)
+
+
+def test_a_method_under_several_seeds_is_one_row_with_its_spread_and_two_level_tests():
+    base = [result("base", [0, 1] * 5, key())]
+    sft = [result("sft", values, key(), f"s{s}", train_seed=s)
+           for s, values in ((1, [1] * 10), (2, [1] * 8 + [0] * 2), (3, [1] * 6 + [0] * 4))]
+    settings = params("compare.primary=[MedQA acc]").compare
+    decided = compare.decide({"base": base, "sft": sft}, settings, None, 0)
+    (test,) = decided["family"]
+    assert test["test"] == "two_level_bootstrap" and sorted(test["seeds"]) == [1, 3]
+    rows = compare.table({"base": base, "sft": sft}, decided["family"])
+    value = rows[1]["metrics"]["MedQA acc"]
+    assert value["value"] == pytest.approx(0.8) and value["seeds"] == 3 and value["seed_sd"] == pytest.approx(0.2)
+    assert value["low"] < 0.8 < value["high"]
+    assert "sd 0.20/3 seeds" in compare.markdown(rows, ["MedQA acc"], 1, 0.05)
+
+
+def test_a_position_biased_accuracy_is_marked_with_its_circular_accuracy():
+    base = result("base", [1, 0, 0, 0, 0], key())
+    base["metrics"]["medqa"].update(predicted_letters={"A": 5}, circular_accuracy=rate([0] * 5))
+    icl = result("icl", [1, 1, 0, 0, 0], key())
+    icl["metrics"]["medqa"].update(predicted_letters={"A": 2, "B": 1, "C": 1, "D": 1}, circular_accuracy=rate([0] * 5))
+    results = {"base": [base], "icl": [icl]}
+    decided = compare.decide(results, params("compare.primary=[MedQA acc]").compare, None, 0)
+    assert decided["position_bias"] == {"MedQA acc": {"base": {"letter": "A", "share": 1.0}}}
+    rows = compare.table(results, decided["family"])
+    assert "⚑A 100%" in compare.markdown(rows, ["MedQA acc"], 1, 0.05)
+    (line,) = compare.bias_lines(decided, rows)
+    assert "MedQA acc is position-biased for base (A 100%)" in line and "base 0.00" in line
+
+
+def test_an_unknown_primary_metric_names_the_valid_ones():
+    from medadapt.errors import UserError
+
+    with pytest.raises(UserError, match="compare.primary: unknown metric 'Accuracy'; valid: MedMCQA acc"):
+        compare.decide({"base": [result("base", [0], key())]}, params("compare.primary=[Accuracy]").compare, None, 0)
 
 
 # ---- the command: print always, write only when asked -----------------------------------------
@@ -148,8 +200,8 @@ def git(root: Path, *args: str) -> None:
 
 
 def save(root: Path, run: dict) -> None:
-    (root / "metrics").mkdir(exist_ok=True)
-    (root / "reports").mkdir(exist_ok=True)
+    (root / "metrics").mkdir(parents=True, exist_ok=True)
+    (root / "reports").mkdir(parents=True, exist_ok=True)
     (root / "metrics/eval.json").write_text(json.dumps(run["metrics"]))
     (root / "reports/eval_items.json").write_text(json.dumps({"method": run["method"], "items": run["items"]}))
 
@@ -160,10 +212,10 @@ def repo(tmp_path) -> Path:
     git(tmp_path, "init", "-q")
     git(tmp_path, "config", "user.email", "ci@example.invalid")
     git(tmp_path, "config", "user.name", "ci")
-    save(tmp_path, result("base", scores([0] * 6), key()))
+    save(tmp_path, result("base", [0] * 6, key()))
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "base")
-    save(tmp_path, result("icl", scores([1] * 6), key("model.base=builtin:tiny-llama")))
+    save(tmp_path, result("icl", [1] * 6, key("model.base=builtin:tiny-llama")))
     return tmp_path
 
 
@@ -174,18 +226,15 @@ def test_compare_prints_one_table_per_key_and_writes_nothing(repo, capsys):
     assert sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts) == before
     assert [len(g["rows"]) for g in groups] == [1, 1]  # icl is never tested against another model's base
     assert "vs_base" not in groups[0]["rows"][0]["metrics"]["MedQA acc"]
-    assert "### Table 1" in printed and "### Table 2" in printed
-    assert "Model builtin:tiny-llama" in printed
-    assert "Not comparable with table 1, whose runs differ in: model.base: builtin:tiny-llama vs builtin:smollm2-135m" \
-        in printed
+    assert "### Table 1" in printed and "### Table 2" in printed and "Base builtin:tiny-llama" in printed
+    assert "params.model.base: builtin:tiny-llama vs builtin:smollm2-135m" in printed
 
 
 def test_compare_warns_about_results_without_a_key(repo, capsys):
-    save(repo, result("icl", scores([1] * 6), None))
+    save(repo, result("icl", [1] * 6, None))
     compare.main(params(), repo)
-    printed = capsys.readouterr().out
-    table_2 = printed.split("### Table 2")[1]
-    assert "WARNING: these results carry no comparison key" in table_2 and "| icl |" in table_2
+    table_2 = capsys.readouterr().out.split("### Table 2")[1]
+    assert "WARNING: these results carry no full comparison key" in table_2 and "| icl |" in table_2
 
 
 def test_compare_writes_when_given_an_output_path(repo):
@@ -198,17 +247,38 @@ def test_compare_writes_when_given_an_output_path(repo):
     assert not (repo / "reports/compare.md").exists()
 
 
+def test_compare_runs_applies_the_key_and_works_outside_git(tmp_path, capsys):
+    """Run folders are checked like experiments: the same predictions scored on other gold labels
+    (e.g. medmcqa_cop_base 0 vs 1) carry another key and never share a table."""
+    runs = tmp_path / "runs"
+    save(runs / "base", result("base", [0] * 6, key()))
+    save(runs / "sft", result("sft", [1] * 6, key(items=records(gold="B"))))
+    save(runs / "icl", result("icl", [1] * 6, key()))
+    assert subprocess.run(["git", "rev-parse"], cwd=tmp_path, capture_output=True).returncode != 0
+    groups = compare.main(params(), tmp_path, runs="runs")
+    assert [sorted(r["method"] for r in g["rows"]) for g in groups] == [["base", "icl"], ["sft"]]
+    assert "items.medqa.sha256" in capsys.readouterr().out
+
+
+def test_the_verdict_opens_the_report(repo, capsys):
+    os.utime(repo / "metrics/eval.json")
+    save(repo, result("icl", [1] * 6, key()))
+    compare.main(params("compare.primary=[MedQA acc]"), repo)
+    printed = capsys.readouterr().out
+    assert printed.index("**Verdict**") < printed.index("| method |")
+    assert "Every pair of methods on the primary metrics" in printed
+
+
 # ---- the chart ----------------------------------------------------------------------------------
 
 
 def test_chart_marks_direction_model_n_and_a_zero_value():
-    comparison = key()
     runs = {}
     for method, hallucinated in (("base", [0] * 6), ("icl", [1, 0, 0, 0, 0, 0])):
-        runs[method] = {"method": method, "source": method, "items": {},
-                        "metrics": {"method": method, "medqa": {"accuracy": rate([1, 0] * 3)},
-                                    "hallucination": {"per_answer": rate(hallucinated)}}}
-    plot = compare.figure(compare.table(runs), comparison)
+        run = result(method, [1, 0] * 3, key())
+        run["metrics"]["hallucination"] = {"per_answer": rate(hallucinated)}
+        runs[method] = [run]
+    plot = compare.figure(compare.table(runs, []), key())
     higher, lower = plot.axes
     assert "higher is better" in higher.get_title() and "↑" in higher.get_title()
     assert "lower is better" in lower.get_title() and "↓" in lower.get_title()

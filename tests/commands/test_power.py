@@ -25,7 +25,8 @@ def test_power_command_plans_from_the_pilot(tmp_path, capsys):
     write_run(tmp_path / "runs", "base", {"pubmedqa.accuracy": a})
     write_run(tmp_path / "runs", "sft", {"pubmedqa.accuracy": b})
     before = sorted(tmp_path.rglob("*"))
-    result = power_command.main(load_params(REPO / "params.yaml"), tmp_path, "runs")
+    result = power_command.main(load_params(REPO / "params.yaml", ["compare.primary=[PubMedQA acc]"]), tmp_path,
+                                runs="runs")
     assert sorted(tmp_path.rglob("*")) == before  # prints, writes nothing
     assert result["family_size"] == 1  # one primary metric with per-item scores here, one pair
     entry = next(m for m in result["metrics"] if m["metric"] == "PubMedQA acc")
@@ -33,5 +34,6 @@ def test_power_command_plans_from_the_pilot(tmp_path, capsys):
     assert pair["discordance"] == 0.3 and pair["mde"] == pytest.approx(power.mcnemar_mde(100, 0.3))
     assert entry["needed"][0]["items"]["0.05"][0] == power.mcnemar_items_needed(0.05, 0.3)
     assert "PubMedQA acc" in capsys.readouterr().out
-    power_command.main(load_params(REPO / "params.yaml"), tmp_path, "runs", "out/power")
+    power_command.main(load_params(REPO / "params.yaml", ["compare.primary=[PubMedQA acc]"]), tmp_path, "out/power",
+                       "runs")
     assert json.loads((tmp_path / "out/power.json").read_text())["family_size"] == 1

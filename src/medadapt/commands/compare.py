@@ -402,7 +402,11 @@ def comparison(params, root: Path = Path("."), runs: Path | None = None) -> list
 def main(params, root: Path = Path("."), out: Path | str | None = None, runs: Path | str | None = None) -> list[dict]:
     """Print the verdict and the tables; with `out` (e.g. `reports/compare`), also write them; with
     `runs`, compare the run folders under it instead of the project's experiments."""
-    groups = comparison(params, Path(root), Path(runs) if runs else None)
+    folder = Path(root) / runs if runs else None
+    if folder is not None and not folder.is_dir():
+        raise UserError(f"medadapt compare --runs: {folder} is no folder (it holds one folder per run, each with "
+                        "metrics/ and reports/)")
+    groups = comparison(params, Path(root), folder)
     if not groups:
         print("no evaluated method found: run `dvc repro` (and the sweep in the README) first")
         return []

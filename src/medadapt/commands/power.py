@@ -1,20 +1,24 @@
 """`medadapt power`: what a pilot's per-item results can detect, and the items and seeds more would take.
 
-    medadapt power reports/reference/runs        # (to be wired into cli.py) prints the plan
+    medadapt power                                   # the project's results (as compare reads them)
+    medadapt power --runs reports/reference/runs     # run folders instead
+    medadapt power reports/power --seed-sd 0.03      # also write .md/.json; a seed SD to plan seeds with
 
-Reads `<runs>/<run>/reports/eval_items.json` for every run folder (the layout `medadapt compare
---runs` reads, e.g. `reports/reference/runs/`). For every primary metric with 0/1 scores and
+Reads the per-item results of the first table `medadapt compare` would print (the workspace,
+HEAD and every experiment sharing its comparison key), or `<runs>/<run>/reports/eval_items.json`
+for every run folder under `--runs`. For every primary metric with 0/1 scores and
 every pair of methods it takes the pair's discordance (share of items answered differently)
 and gives, by exact computation (`scoring.power`):
 - the minimum detectable difference (80% power) at alpha and at the primary family's first Holm
   step, alpha / m, with m the number of primary tests these runs make (`scoring.verdict`);
 - the power to detect each target difference at both levels;
 - the items per dataset each target needs, at the lowest, median and highest discordance seen;
-- with `seed_sd` (the SD of a trained method's mean over training seeds, from a seed grid),
-  the MDE over items and seeds per method (normal approximation, `power.seeds_mde`).
+- with a seed SD (the SD of a trained method's mean over training seeds: measured where the
+  results hold a seed grid, or given with `--seed-sd`), the MDE over items and seeds per method
+  (normal approximation, `power.seeds_mde`).
 
-Settings come from params `compare` (`primary`, `target_difference`, `alpha`, `power`,
-`seed_sd`) where that section exists, else from DEFAULTS. Writes nothing unless given `out`.
+Settings come from params `compare` (`primary`, `target_difference`, `alpha`, `power`). Writes
+nothing unless given `out`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import write_json
+from ..errors import UserError
 from ..paths import EVAL_ITEMS
 from ..scoring.pairwise import matched
 from ..scoring.power import Components, mcnemar_items_needed, mcnemar_mde, mcnemar_power, seeds_mde
@@ -32,20 +37,36 @@ from ..scoring.reports import HEADLINE
 from ..scoring.stats import is_binary
 from ..scoring.verdict import endpoints, metric_scores, pairwise_tests
 
-# Until params.yaml has a `compare` section: primary metrics in the spirit of issue 20
-# (accuracy, hallucination, safety); the user's declaration replaces them.
-DEFAULTS = {"primary": ["PubMedQA acc", "Hallucination rate", "Unsafe rate (rule)"], "target_difference": 0.05,
-            "alpha": 0.05, "power": 0.8, "seed_sd": None}
 TARGETS = (0.05, 0.10)  # always planned beside the params' target_difference
 ITEMS = (100, 200, 500, 1000)  # the seed table's item counts
 SEEDS = (1, 3, 5, 10)
 
 
-def settings(params) -> dict:
-    """DEFAULTS, overridden by params `compare.*` where params has them."""
-    section = getattr(params, "compare", None)
-    found = {key: getattr(section, key) for key in DEFAULTS if section is not None and hasattr(section, key)}
-    return {**DEFAULTS, **found}
+def settings(params, seed_sd: float | None = None) -> dict:
+    """params `compare.*` (primary, alpha, power, target_difference) and the seed SD to plan with."""
+    section = params.compare
+    return {"primary": list(section.primary), "alpha": section.alpha, "power": section.power,
+            "target_difference": section.target_difference, "seed_sd": seed_sd}
+
+
+def project_items(root: Path) -> tuple[dict, float | None]:
+    """method -> per-item results of the first comparable table of the project (a method's first
+    training seed), and the seed SD measured where methods were trained under several seeds."""
+    from ._experiments import collect, group
+    from .compare import items_of
+
+    groups = [g for g in group(collect(root)) if g["key"] is not None]
+    if not groups:
+        return {}, None
+    results = groups[0]["results"]
+    spreads = []
+    for replicates in results.values():
+        if len(replicates) > 1:
+            grid = items_of(replicates)
+            for scores in grid.values():
+                means = np.array(list(scores.values()), dtype=float).mean(axis=0)  # per seed
+                spreads.append(float(np.std(means, ddof=1)))
+    return {m: reps[0]["items"] for m, reps in results.items()}, (float(np.median(spreads)) if spreads else None)
 
 
 def load_runs(runs: Path) -> dict[str, dict]:
@@ -171,19 +192,26 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(params, root: Path = Path("."), runs: Path | str | None = None, out: Path | str | None = None,
+def main(params, root: Path = Path("."), out: Path | str | None = None, runs: Path | str | None = None,
          seed_sd: float | None = None) -> dict:
-    """Print the plan for the run folders under `runs` (default: reports/reference/runs); with
-    `out` (e.g. `reports/power`), also write `out`.md and `out`.json."""
-    folder = root / Path(runs or "reports/reference/runs")
-    items = load_runs(folder) if folder.is_dir() else {}
+    """Print the plan for the project's results, or for the run folders under `runs`; with `out`
+    (e.g. `reports/power`), also write `out`.md and `out`.json."""
+    root = Path(root)
+    measured = None
+    if runs:
+        folder = root / Path(runs)
+        items = load_runs(folder) if folder.is_dir() else {}
+        where = str(folder)
+    else:
+        items, measured = project_items(root)
+        where = "the project's results (`medadapt compare`'s first table)"
     if len(items) < 2:
-        print(f"power needs the per-item results of at least two methods under {folder}")
+        print(f"power needs the per-item results of at least two methods in {where}")
         return {}
-    config = settings(params)
-    if seed_sd is not None:
-        config["seed_sd"] = seed_sd
-    result = plan(items, config)
+    try:
+        result = plan(items, settings(params, seed_sd if seed_sd is not None else measured))
+    except ValueError as error:
+        raise UserError(f"compare.primary: {error}") from None
     text = markdown(result)
     print(text)
     if out:
