@@ -128,11 +128,12 @@ def stage_outputs(stage: str) -> list[Path]:
 
 
 def persistent_outputs(stage: str) -> list[Path]:
-    """Outputs DVC keeps across runs: a training stage's checkpoints (for resume), and the
-    constant file `check` writes (kept, so that a failed check never deletes it)."""
-    if stage == "check":
-        return [PARAMS_CHECKED]
-    return [checkpoint_dir(stage)] if stage in TRAINING_STAGES else []
+    """Outputs DVC keeps across runs: the constant file `check` writes (kept, so that a failed check
+    never deletes it). A training stage's `checkpoints/<stage>/` is no DVC output at all: the stage
+    keeps it for resuming a killed run and removes it when training finished, so DVC's run-cache
+    can restore a training stage that already ran with the same inputs (a persistent output would
+    forbid that: `dvc/stage/cache.py`)."""
+    return [PARAMS_CHECKED] if stage == "check" else []
 
 
 # The dvc.yaml stages in pipeline order: the one list (cli.py, codedeps, rehearse and the tests read it).

@@ -241,7 +241,7 @@ def test_two_processes_both_trained_one_adapter(one_and_two):
     root = two["root"]
     assert (root / "models/sft_pubmedqa/adapter_model.safetensors").is_file()
     assert sorted(p.name for p in (root / "models").iterdir()) == ["base", "sft_pubmedqa"]  # no .partial
-    assert [p.name for p in (root / "checkpoints/sft_pubmedqa").iterdir()] == ["fingerprint.json"]
+    assert not (root / "checkpoints/sft_pubmedqa").exists()  # nothing left to resume
 
 
 @pytest.mark.slow

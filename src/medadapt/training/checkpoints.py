@@ -1,9 +1,10 @@
 """Resuming a killed training stage: the run's fingerprint, and the checkpoint it may resume from.
 
-`checkpoints/<stage>/` is a persistent DVC output: after a finished run it holds only
-`fingerprint.json`; an interrupted run leaves the trainer's `checkpoint-N/` folders beside it. A
-new run resumes from the last of them only when its fingerprint (params, inputs, the base's
-files) is the one recorded; otherwise it clears the folder and starts clean.
+`checkpoints/<stage>/` is the stage's own scratch folder, no DVC output (git-ignored): while it
+trains it holds `fingerprint.json` and the trainer's `checkpoint-N/` folders, and a finished run
+removes it. A run killed mid-way leaves it, and the next run resumes from the last checkpoint only
+when its fingerprint (params, inputs, the base's files) is the one recorded; otherwise it clears
+the folder and starts clean.
 """
 
 from __future__ import annotations
@@ -47,10 +48,8 @@ def resume_checkpoint(output_dir: Path, stamp: str, accelerator) -> str | None:
 
 
 def clear_checkpoints(output_dir: Path) -> None:
-    """After a finished run only the fingerprint stays (the folder is a persistent DVC output)."""
-    for child in Path(output_dir).iterdir():
-        if child.name != FINGERPRINT:
-            remove(child)
+    """After a finished run nothing is left to resume: the folder goes."""
+    remove(output_dir)
 
 
 def tokens_at(checkpoint: str | None) -> int:
