@@ -84,7 +84,7 @@ def throughput(name: str, metrics: dict, params) -> dict:
         return {"tokens": metrics["tokens_seen"], "train_seconds": cost["train_seconds"],
                 "tokens_per_second": cost["train_tokens_per_second"]}
     if name in ("rm", "dpo"):
-        pairs = round(len(read_jsonl(paths.PAIRS / "train.jsonl")) * getattr(params, name).epochs, 1)
+        pairs = round(len(read_jsonl(paths.PAIRS / "train.jsonl")) * params.training(name).epochs, 1)
         return {"pairs": pairs, "train_seconds": cost["train_seconds"],
                 "pairs_per_second": round(pairs / max(cost["train_seconds"], 1e-9), 3)}
     if name.startswith("evaluate:"):
