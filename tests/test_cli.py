@@ -14,7 +14,8 @@ from conftest import REPO
 def test_each_command_is_listed_in_the_general_help(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("check", "prepare", "sft", "icl", "rm", "dpo", "evaluate", "inspect", "compare", "bench", "plots"):
+    for command in ("check", "prepare", "sft", "icl", "rm", "dpo", "grpo", "evaluate", "inspect", "compare", "bench",
+                    "plots"):
         assert f"    {command} " in out
 
 

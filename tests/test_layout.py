@@ -82,6 +82,8 @@ TRAINING_CODE = {f"src/medadapt/training/{name}.py" for name in ("run", "argumen
 @pytest.mark.parametrize("stage", ["check", "prepare", "icl", "evaluate"])
 def test_training_code_is_no_dependency_of_a_stage_that_does_not_train(stage):
     assert not TRAINING_CODE & set(stage_code(stage)), stage
+    # nor any other module of training/ (grpo's rewards call evaluate's judges, never the reverse)
+    assert not [f for f in stage_code(stage) if f.startswith("src/medadapt/training/")], stage
 
 
 def test_training_stages_do_depend_on_it():

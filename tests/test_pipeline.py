@@ -22,7 +22,7 @@ import pytest
 from conftest import REPO, make_project
 
 pytestmark = pytest.mark.slow
-STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "pairs", "dpo", "evaluate"]
+STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "pairs", "dpo", "grpo", "evaluate"]
 NOISE = ["gemm_4bit_forward", "is_gradient_checkpointing", "LOAD REPORT", "Consider training on your downstream task"]
 
 

@@ -1,7 +1,7 @@
 """`medadapt <command>`: the dvc.yaml stages and the helper commands, each with its own --help.
 
     medadapt check                                                  # validate params.yaml
-    medadapt prepare | sft <dataset> | icl | rm | pairs | dpo | evaluate   # the dvc.yaml stages
+    medadapt prepare | sft <dataset> | icl | rm | pairs | dpo | grpo | evaluate   # the dvc.yaml stages
     medadapt compare | power | costs | scaling | judges             # read the results
     medadapt inspect | preset | rehearse | bench | plots            # before and around a run
     medadapt params | codedeps                                      # params.yaml and dvc.yaml, written from the code
@@ -46,6 +46,8 @@ STAGE_SUMMARIES = {
     "rm": "stage: train the reward model",
     "pairs": "stage: sample on-policy preference pairs from the SFT model (when configured)",
     "dpo": "stage: align the SFT model with DPO",
+    "grpo": "stage: online RL (GRPO) from the SFT model, rewarded by correctness, format, the RM and the "
+            "hallucination rule",
     "evaluate": "stage: score `method` on the eval items",
 }
 

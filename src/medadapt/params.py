@@ -7,7 +7,7 @@ names the valid ones. Each field's `description` is the only description of that
 tests/test_params.py checks that the committed file is exactly that).
 
 The training stages share one `train` section; a stage's own section (`sft.<dataset>`, `rm`,
-`dpo`) holds only the keys it sets differently, and `Params.training(stage)` resolves the two.
+`dpo`, `grpo`) holds only the keys it sets differently, and `Params.training(stage)` resolves the two.
 In an experiment, a key a stage's section does not hold yet is added with DVC's `++`:
 `dvc exp run -S ++rm.batch_size=8` (a plain `-S` changes keys that exist).
 """
@@ -167,13 +167,13 @@ class LoraParams(Section):
 
 
 class TrainParams(Section):
-    """The keys every trainer reads (SFT, reward model, DPO), resolved for one stage."""
+    """The keys every trainer reads (SFT, reward model, DPO, GRPO), resolved for one stage."""
 
     seed: int = Field(42, ge=0, lt=2**32, description="seeds training (adapter init, data order, sampling): "
                                                       "vary it to replicate a method on the same eval items")
     epochs: float = Field(1.0, gt=0, description="passes over the train split")
     learning_rate: float = Field(3e-4, gt=0, description="peak learning rate (linear decay)")
-    batch_size: int = Field(4, ge=1, description="rows (SFT) or pairs (rm, dpo) per device")
+    batch_size: int = Field(4, ge=1, description="rows (SFT), pairs (rm, dpo) or sampled answers (grpo) per device")
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps warming up")
     max_length: int = Field(1024, ge=32, description="tokens per example, capped by model.max_length")
@@ -232,6 +232,53 @@ class DpoParams(TrainOverrides):
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
         "sigmoid", description="sigmoid | ipo | hinge | robust")
     learning_rate: float | None = Field(1e-4, gt=0, description="peak learning rate (linear decay)")
+
+
+class GrpoWeights(Section):
+    """Weights of the reward components (`training/rewards.py`); a component of weight 0 is not computed."""
+
+    correctness: float = Field(1.0, ge=0, description="1 when the shared parser reads the gold letter or label, "
+                                                      "else 0")
+    format: float = Field(0.25, ge=0, description="`Answer:` line first (0.5), then an `Explanation:` (0.5 more)")
+    reward_model: float = Field(0.25, ge=0, description="the `rm` stage's score, tanh((score - threshold) / 2); "
+                                                        "needs models/rm")
+    hallucination: float = Field(0.5, ge=0, description="-1 when evaluate's rule finds an unsupported number or "
+                                                        "drug, else 0")
+
+
+class GrpoParams(TrainOverrides):
+    """trl.GRPOTrainer (issue 21): its keys, and the train.* keys it sets differently. Its batch
+    (`batch_size` x `grad_accum`, resolved over `train`) counts sampled answers, in whole groups."""
+
+    learning_rate: float | None = Field(5e-5, gt=0, description="peak learning rate (linear decay)")
+    init: Literal["sft", "base"] = Field("sft", description="sft (start from the final SFT adapter; KL reference: "
+                                                            "a frozen copy of it) | base")
+    datasets: list[Literal["pubmedqa", "medmcqa", "medqa"]] = Field(
+        ["pubmedqa", "medmcqa", "medqa"], description="train prompts from (questions with a gold letter or label; "
+                                                      "RadQA excluded)")
+    prompts_per_dataset: int = Field(1, ge=1, description="train prompts per dataset (the first of the seeded "
+                                                          "train order)")
+    num_generations: int = Field(4, ge=2, description="answers sampled per prompt (a group, >= 2): rewards are "
+                                                      "compared within it")
+    max_completion_length: int = Field(32, ge=1, description="new tokens per sampled answer")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (no top-k/top-p cut)")
+    beta: float = Field(0.04, gt=0, description="KL coefficient to the reference (> 0; TRL's default 0 computes "
+                                                "no KL)")
+    weights: GrpoWeights = section(GrpoWeights(), "reward = the weighted sum of these components (weight 0: not "
+                                                  "computed; not all 0)")
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("must list each dataset once, at least one")
+        return value
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> GrpoParams:
+        if not any(self.weights.model_dump().values()):
+            raise ValueError("grpo.weights are all zero: nothing would be rewarded; give one component a weight > 0")
+        return self
 
 
 class EvaluateParams(Section):
@@ -293,8 +340,8 @@ class Params(Section):
     model: ModelParams = section(ModelParams(), "the base model every method shares")
     data: DataParams = section(DataParams(), "where the items come from and how many")
     lora: LoraParams = section(LoraParams(), "the adapter every training stage trains")
-    train: TrainParams = section(TrainParams(), "every training stage (sft.*, rm, dpo) reads these; its own "
-                                                "section overrides them")
+    train: TrainParams = section(TrainParams(), "every training stage (sft.*, rm, dpo, grpo) reads these; its "
+                                                "own section overrides them")
     sft: SftParams = section(SftParams(), "the curriculum stages, in order: keys that differ from train")
     icl: IclParams = section(IclParams(), "in-context learning: the demonstrations of method=icl")
     rm: RmParams = section(RmParams(), "reward model (sequence classifier with LoRA, trl.RewardTrainer): keys that "
@@ -304,11 +351,13 @@ class Params(Section):
                                                           "correctness, then the RM")
     dpo: DpoParams = section(DpoParams(), "trl.DPOTrainer, the start model as reference: its keys, and train.* "
                                           "keys that differ")
+    grpo: GrpoParams = section(GrpoParams(), "trl.GRPOTrainer, online RL from the SFT model (CPU default: the "
+                                             "machinery, not the effect): its keys, and train.* keys that differ")
     evaluate: EvaluateParams = section(EvaluateParams(), "how every method is scored")
     compare: CompareParams = section(CompareParams(), "`medadapt compare` and `medadapt power` (no stage reads "
                                                       "it)")
     tracking: TrackingParams = section(TrackingParams(), "W&B and DVCLive")
-    compute: ComputeParams = section(ComputeParams(), "training stages (sft_*, rm, dpo) only")
+    compute: ComputeParams = section(ComputeParams(), "training stages (sft_*, rm, dpo, grpo) only")
     rehearse: RehearseParams = section(RehearseParams(), "`medadapt rehearse <preset>`: the stages on a random "
                                                          "model of real shapes")
 
@@ -317,6 +366,20 @@ class Params(Section):
         # FSDP shards floating-point tensors: 4-bit weights can be stored in one, LLM.int8 ones cannot.
         if self.compute.strategy == "fsdp" and self.model.quantization == "8bit":
             raise ValueError("compute.strategy=fsdp needs model.quantization none or 4bit (got 8bit)")
+        return self
+
+    @model_validator(mode="after")
+    def _grpo_batches_hold_whole_groups(self) -> Params:
+        # TRL groups a prompt's answers inside one generation batch: batch_size x grad_accum (its
+        # steps per generation) x processes, with batch_size and grad_accum as grpo resolves them.
+        grpo, processes = self.training("grpo"), self.compute.num_processes
+        if (grpo.batch_size * grpo.grad_accum * processes) % grpo.num_generations:
+            keys = [f"{'train' if getattr(self.grpo, k) is None else 'grpo'}.{k}" for k in ("batch_size", "grad_accum")]
+            hint = "; grpo takes train's value where it sets none (`++grpo.<key>=...` sets its own)" \
+                if any(k.startswith("train.") for k in keys) else ""
+            raise ValueError(f"{keys[0]} x {keys[1]} x compute.num_processes ({grpo.batch_size} x {grpo.grad_accum} "
+                             f"x {processes}) must be a multiple of grpo.num_generations ({grpo.num_generations}): "
+                             f"a grpo batch holds whole groups{hint}")
         return self
 
     def training(self, stage: str):
@@ -329,7 +392,7 @@ class Params(Section):
     def stage_section(self, stage: str) -> Section:
         if stage in SFT_STAGES:
             return getattr(self.sft, stage.removeprefix("sft_"))
-        if stage in ("rm", "dpo"):
+        if stage in ("rm", "dpo", "grpo"):
             return getattr(self, stage)
         raise KeyError(f"{stage!r} is no training stage")
 
@@ -340,7 +403,13 @@ class Params(Section):
 def _format_error(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "value_error" and isinstance(item.get("input"), dict):
+            # a check across keys (a model validator): its message names them; the section's values would bury it
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {message}" if key else f"  {message}")
+            continue
+        key = key or "(top level)"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key"
@@ -413,8 +482,8 @@ HEADER = """\
 # medadapt parameters, one comment per key: each is the key's description in src/medadapt/params.py,
 # which validates every key (an unknown key, a wrong type or a value outside its range stops the
 # stage with the key and its valid values). `medadapt params --write` rewrites this file from them.
-# A training stage's section (sft.<dataset>, rm, dpo) holds only keys that differ from `train`; set
-# one it does not hold yet with `dvc exp run -S ++rm.batch_size=8`.
+# A training stage's section (sft.<dataset>, rm, dpo, grpo) holds only keys that differ from
+# `train`; set one it does not hold yet with `dvc exp run -S ++rm.batch_size=8`.
 """
 COMMENT_COLUMN = 30
 

@@ -46,7 +46,7 @@ STAGE_LOCK = Path(".medadapt.lock")  # held by the stage running in this project
 
 SFT_DATASETS = ("pubmedqa", "medmcqa", "medqa")  # the curriculum, in order
 SFT_STAGES = tuple(f"sft_{d}" for d in SFT_DATASETS)
-TRAINING_STAGES = (*SFT_STAGES, "rm", "dpo")
+TRAINING_STAGES = (*SFT_STAGES, "rm", "dpo", "grpo")
 
 
 def split_file(dataset: str, split: str) -> Path:
@@ -93,6 +93,7 @@ def previous_sft_stage(stage: str) -> str | None:
 # ---- methods ---------------------------------------------------------------------------------
 # `method` (read by `evaluate` alone) -> the training stage whose adapter it evaluates. `sft` is
 # the whole curriculum, i.e. the adapter of its last stage; `base` and `icl` use the bare base.
+# `dpo` and `grpo` train one adapter (with `init: sft`, the final SFT adapter trained on), loaded alone.
 METHOD_STAGES = {
     "base": None,
     "icl": None,
@@ -100,6 +101,7 @@ METHOD_STAGES = {
     "sft_medmcqa": "sft_medmcqa",
     "sft": SFT_STAGES[-1],
     "dpo": "dpo",
+    "grpo": "grpo",  # online RL from the final SFT adapter (issue 21)
 }
 METHODS = tuple(METHOD_STAGES)
 
@@ -137,7 +139,7 @@ def persistent_outputs(stage: str) -> list[Path]:
 
 
 # The dvc.yaml stages in pipeline order: the one list (cli.py, codedeps, rehearse and the tests read it).
-STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "pairs", "dpo", "evaluate")
+STAGES = ("check", "prepare", *SFT_STAGES, "icl", "rm", "pairs", "dpo", "grpo", "evaluate")
 
 
 def stage_module(stage: str) -> str:

@@ -45,7 +45,7 @@ def configure_wandb(params) -> None:
 
 
 # Figures that differ between identical runs stay out of the curves git tracks.
-NOISY = ("runtime", "_per_second", "preparation_time")
+NOISY = ("runtime", "_per_second", "preparation_time", "step_time")  # step_time: GRPOTrainer's wall seconds per step
 
 
 def write_curves(stage: str, history: list[dict], root: Path = Path(".")) -> None:

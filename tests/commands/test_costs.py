@@ -98,6 +98,13 @@ def test_each_method_pays_for_the_stages_that_made_it(runs):
     assert costs.training_stages("dpo", exp_rev(runs, "dpo-static"), runs) == [*SFT, "dpo"]
 
 
+def test_grpo_pays_for_the_curriculum_and_the_reward_model_it_used(tmp_path):
+    write(tmp_path, "metrics/grpo.json", {"init": "sft", "weights": {"correctness": 1.0, "reward_model": 0.25}})
+    assert costs.training_stages("grpo", None, tmp_path) == [*SFT, "rm", "grpo"]
+    write(tmp_path, "metrics/grpo.json", {"init": "base", "weights": {"correctness": 1.0}})  # weight 0: not listed
+    assert costs.training_stages("grpo", None, tmp_path) == ["grpo"]
+
+
 def test_method_costs_sum_the_stages_at_the_result_revision(runs):
     results = {"base": result(runs, "HEAD"), "sft": result(runs, "sft-cpu"), "dpo": result(runs, "dpo-cpu")}
     found = costs.method_costs(results, runs)

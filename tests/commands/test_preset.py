@@ -60,6 +60,10 @@ def test_preset_validates_and_sets_the_real_run(name):
     # 32 MedMCQA examples), so a 400-item stage still takes 12-50 optimizer steps
     sft = [params.training(f"sft_{d}") for d in ("pubmedqa", "medmcqa", "medqa")]
     assert {(t.packing, t.batch_size * t.grad_accum) for t in sft} == {(True, 4)}, sft
+    # GRPO: groups of 8 answers with room for an explanation, one group a step (params.py checks whole groups)
+    grpo = params.training("grpo")
+    assert (grpo.num_generations, grpo.max_completion_length, grpo.batch_size * grpo.grad_accum) == (8, 256, 8)
+    assert grpo.beta > 0 and grpo.prompts_per_dataset > 1
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -88,7 +92,7 @@ def test_a_later_set_param_overrides_the_preset(tmp_path):
 def test_stated_gpu_memory_is_the_estimate(name, repo_params):
     preset = presets.load_preset(name, REPO)
     estimate = presets.memory_estimate(preset, repo_params)
-    assert set(estimate) == {"sft_pubmedqa", "sft_medmcqa", "sft_medqa", "rm", "dpo", "evaluate"}
+    assert set(estimate) == {"sft_pubmedqa", "sft_medmcqa", "sft_medqa", "rm", "dpo", "grpo", "evaluate"}
     assert preset.gpu_memory_gb == presets.needed_gb(estimate), estimate
 
 
@@ -118,6 +122,16 @@ def test_estimate_bounds_the_measured_peaks(quantization, batch, length, checkpo
     train = SimpleNamespace(batch_size=batch, max_length=length, gradient_checkpointing=checkpointing)
     estimate = presets.training_bytes(shapes, quantization, 8, train, 4096) / presets.GIB * presets.MARGIN
     assert measured <= estimate <= 1.25 * measured
+
+
+def test_grpo_counts_the_reward_models_copy_of_the_base_only_when_it_rewards(repo_params):
+    preset = presets.load_preset("llama-3.1-8b", REPO)
+    with_rm = presets.memory_estimate(preset, repo_params)["grpo"]
+    without = presets.memory_estimate(preset, repo_params.model_copy(update={"grpo": repo_params.grpo.model_copy(
+        update={"weights": repo_params.grpo.weights.model_copy(update={"reward_model": 0.0})})}))["grpo"]
+    linear, embeddings, _ = presets.parameter_counts(preset.shapes)
+    copy = (linear * presets.WEIGHT_BYTES["none"] + embeddings / 2 * 2) / presets.GIB  # a classifier: no LM head
+    assert with_rm - without == pytest.approx(copy, abs=0.2)
 
 
 def test_cli_prints_one_shell_word_per_argument(repo_params, capsys):

@@ -39,15 +39,17 @@ def report(tmp_path_factory):
 def test_runs_every_stage_and_the_plain_loop(report):
     result = report["result"]
     assert [row["stage"] for row in result["stages"]] == [
-        "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "dpo", "evaluate:base", "evaluate:dpo"]
+        "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "dpo", "grpo", "evaluate:base", "evaluate:dpo"]
     rows = {row["stage"]: row for row in result["stages"]}
     assert rows["sft_pubmedqa"]["tokens_per_second"] > 0 and rows["rm"]["pairs_per_second"] > 0
     assert rows["evaluate:dpo"]["questions_per_second"] > 0
+    assert rows["grpo"]["prompts"] == 3 and rows["grpo"]["prompts_per_second"] > 0
+    assert rows["dpo"]["pairs"] > 0  # the epochs `dpo` resolves over `train`
     assert set(rows["dpo"]["vs_plain"]) == {"no_checkpointing", "with_checkpointing"}
     assert len(result["plain_loop"]) == 2 and all(b["tokens_per_second"] > 0 for b in result["plain_loop"])
     assert result["shapes"]["hidden_size"] == 128 and result["shapes"]["num_hidden_layers"] == 2
     stage_seconds = sum(r["seconds"] for r in result["stages"])
-    assert result["projected_total_seconds"] >= stage_seconds  # four more methods counted
+    assert result["projected_total_seconds"] >= stage_seconds  # five more methods counted
 
 
 def test_writes_the_report_and_nothing_else(report):

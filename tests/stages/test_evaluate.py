@@ -158,17 +158,20 @@ def test_icl_with_choice_shuffle_votes(built):
     assert items["method"] == "icl" and len(items["items"]["medqa.accuracy"]) == 4
 
 
-def test_method_without_its_artifact_names_the_stage(built, capsys):
-    assert cli.main(["evaluate", "--set", "method=sft"]) == 2
-    assert "dvc repro sft_medqa" in capsys.readouterr().err
+@pytest.mark.parametrize("method, stage", [("sft", "sft_medqa"), ("dpo", "dpo"), ("grpo", "grpo")])
+def test_method_without_its_artifact_names_the_stage(built, capsys, method, stage):
+    metrics = built / paths.EVAL_METRICS
+    before = metrics.read_bytes() if metrics.exists() else None
+    assert cli.main(["evaluate", "--set", f"method={method}"]) == 2
+    assert f"dvc repro {stage}" in capsys.readouterr().err
     # the failed run leaves the last good outputs as they were
-    assert json.loads((built / paths.EVAL_METRICS).read_text())["method"] != "sft"
+    assert (metrics.read_bytes() if metrics.exists() else None) == before
 
 
 def test_unknown_method_lists_the_valid_ones(built, capsys):
     assert cli.main(["evaluate", "--set", "method=magic"]) == 2
     err = capsys.readouterr().err
-    assert "method" in err and "'dpo'" in err and "'icl'" in err
+    assert "method" in err and "'dpo'" in err and "'icl'" in err and "'grpo'" in err
 
 
 def test_icl_without_demonstrations_names_the_stage(built, capsys):

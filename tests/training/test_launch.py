@@ -85,7 +85,7 @@ def test_only_training_stages_are_relaunched(stage):
 
     module = importlib.import_module(f"medadapt.stages.{stage}")
     assert not hasattr(module, "relaunch")
-    for training in ("sft", "rm", "dpo"):
+    for training in ("sft", "rm", "dpo", "grpo"):
         assert importlib.import_module(f"medadapt.stages.{training}").relaunch is launch.relaunch
 
 
@@ -225,7 +225,7 @@ def one_and_two(tmp_path_factory):
 
 def test_dvc_yaml_reruns_training_stages_on_a_compute_change():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for stage in ("sft_pubmedqa", "sft_medmcqa", "sft_medqa", "rm", "dpo"):
+    for stage in ("sft_pubmedqa", "sft_medmcqa", "sft_medqa", "rm", "dpo", "grpo"):
         assert "compute" in stages[stage]["params"], stage
         assert {"src/medadapt/training/launch.py", "src/medadapt/training/distributed.py"} <= set(stages[stage]["deps"]), stage
 

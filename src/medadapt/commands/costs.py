@@ -9,7 +9,8 @@ A method's training cost is the sum over the stages that made its model (`traini
 none for `base` and `icl` (the `icl` stage only picks demonstrations, in seconds, and records no
 cost), the curriculum up to its stage for `sft_*` and `sft`, and for `dpo` the curriculum (with
 `dpo.init: sft`) plus `dpo`, plus `rm` and `pairs` when it trained on on-policy pairs (they
-ranked and sampled them). Figures read, per stage: `train_seconds` (`seconds` for `pairs`),
+ranked and sampled them); for `grpo` the curriculum (with `grpo.init: sft`), `rm` when the reward
+model was one of its rewards (`weights` in `metrics/grpo.json`), and `grpo`. Figures read, per stage: `train_seconds` (`seconds` for `pairs`),
 `train_tokens` (tokens the trainer processed), `gpus` (0 on a CPU) and `peak_memory_mb` (GPU
 allocator peak, or process RSS on a CPU); from `evaluate`: `questions_per_second` (answering
 only, not judging) and `peak_memory_mb`. GPU-seconds are seconds x GPUs; they are None where a
@@ -44,6 +45,10 @@ def training_stages(method: str, rev: str | None = None, root: Path = Path("."))
     stage = METHOD_STAGES[method]
     if stage in SFT_STAGES:
         return list(SFT_STAGES[: SFT_STAGES.index(stage) + 1])
+    if stage == "grpo":  # the curriculum it starts from, the reward model that scored its answers
+        grpo = stage_metrics("grpo", rev, root)
+        return ([*SFT_STAGES] if grpo.get("init", "sft") == "sft" else []) + \
+            (["rm"] if "reward_model" in grpo.get("weights", {"reward_model": 1}) else []) + ["grpo"]
     if stage != "dpo":
         return []
     dpo = stage_metrics("dpo", rev, root)

@@ -1,6 +1,6 @@
 """`medadapt preset [NAME]`: the `-S key=value` arguments of a GPU preset, for `dvc exp run`.
 
-    dvc exp run --queue $(medadapt preset llama-3.1-8b) -S method=base,icl,sft,dpo
+    dvc exp run --queue $(medadapt preset llama-3.1-8b) -S method=base,icl,sft,dpo,grpo
     medadapt preset            # lists the presets, each with the GPU memory it needs
 
 A preset is `presets/<name>.yaml`:
@@ -165,6 +165,23 @@ def training_bytes(shapes: dict, quantization: str, lora_r: int, train, max_leng
     return weights + adapter + activations + head
 
 
+def grpo_bytes(shapes: dict, quantization: str, lora_r: int, grpo, max_length: int) -> float:
+    """Peak bytes of a `grpo` step: the policy's training step with the reference's forward (the
+    frozen `ref` adapter on the same base: no second base), the KV cache of sampling one
+    generation batch (batch_size x grad_accum answers, prompt and completion within max_length),
+    and, with a reward-model weight above 0, the reward model: a second copy of the base loaded
+    beside it (a sequence classifier: no LM head; its scoring of a batch is small beside the
+    policy's step)."""
+    linear, _, lora_per_rank = parameter_counts(shapes)
+    h, layers, vocab = shapes["hidden_size"], shapes["num_hidden_layers"], shapes["vocab_size"]
+    kv = h // shapes["num_attention_heads"] * shapes["num_key_value_heads"]
+    policy = training_bytes(shapes, quantization, lora_r, grpo, max_length, reference=True)
+    tokens = min(grpo.max_length, max_length)
+    cache = grpo.batch_size * grpo.grad_accum * tokens * layers * 2 * kv * 2  # bf16 keys and values
+    reward_model = linear * WEIGHT_BYTES[quantization] + vocab * h * 2 + lora_per_rank * lora_r * 4
+    return policy + cache + (reward_model if grpo.weights.reward_model > 0 else 0)
+
+
 def evaluate_bytes(shapes: dict, quantization: str, evaluate, max_length: int) -> float:
     """Peak bytes of `evaluate`: weights, a batch of log-probabilities over the vocabulary
     (bf16 logits and their float32 log-softmax), and the KV cache of greedy generation."""
@@ -185,6 +202,7 @@ def memory_estimate(preset: Preset, params) -> dict[str, float]:
     stages = {stage: training_bytes(shapes, quant, r, p.training(stage), length) for stage in SFT_STAGES}
     stages["rm"] = training_bytes(shapes, quant, r, p.training("rm"), length, sequences=2, logits=False)
     stages["dpo"] = training_bytes(shapes, quant, r, p.training("dpo"), length, sequences=2, reference=True)
+    stages["grpo"] = grpo_bytes(shapes, quant, r, p.training("grpo"), length)
     stages["evaluate"] = evaluate_bytes(shapes, quant, p.evaluate, length)
     return {stage: round(value / GIB, 1) for stage, value in stages.items()}
 

@@ -9,13 +9,13 @@ preset's shapes (`presets/<name>.yaml`, from each model's published config; no d
 weights and the tokenizer of `model.base`, whose vocabulary is kept when larger than the preset's. In
 a scratch copy of the project (the user's prepared data; never the user's `models/` or `metrics/`)
 with `model.base` pointing at that model, the same stage code `dvc repro` runs goes through the
-SFT curriculum, `icl`, `rm`, `dpo` and `evaluate` for each method of `rehearse.methods`, at the
+SFT curriculum, `icl`, `rm`, `dpo`, `grpo` and `evaluate` for each method of `rehearse.methods`, at the
 user's sizes and params. Beside them, in the same process, runs a plain PyTorch LoRA loop (HF
 model + PEFT, fused AdamW, the first SFT dataset's real length mix, without and with gradient
 checkpointing), so every training figure has its ratio.
 
 Printed and written to `reports/rehearse/<preset>-<device>.json`: per stage its wall seconds,
-tokens/s (SFT), pairs/s (rm, dpo) or questions/s (evaluate), peak memory (GPU allocator peak per
+tokens/s (SFT), pairs/s (rm, dpo), prompts/s (grpo) or questions/s (evaluate), peak memory (GPU allocator peak per
 stage; on a CPU the process RSS peak so far) and the ratio to the plain loop, and a projected
 total for the whole experiment (prepare excluded), where methods not evaluated count the mean
 time of those that were.
@@ -68,10 +68,11 @@ def scratch_project(root: Path):
 
 def stage_calls(params) -> list[tuple[str, object]]:
     """(name, call) for each stage `dvc repro` runs after prepare, then evaluate per method."""
-    from ..stages import dpo, evaluate, icl, rm, sft
+    from ..stages import dpo, evaluate, grpo, icl, rm, sft
 
     calls = [(f"sft_{d}", lambda d=d: sft.run(params, d)) for d in paths.SFT_DATASETS]
-    calls += [("icl", lambda: icl.run(params)), ("rm", lambda: rm.run(params)), ("dpo", lambda: dpo.run(params))]
+    calls += [("icl", lambda: icl.run(params)), ("rm", lambda: rm.run(params)), ("dpo", lambda: dpo.run(params)),
+              ("grpo", lambda: grpo.run(params))]
     for method in params.rehearse.methods:
         calls.append((f"evaluate:{method}", lambda m=method: evaluate.run(params.model_copy(update={"method": m}))))
     return calls
@@ -87,6 +88,11 @@ def throughput(name: str, metrics: dict, params) -> dict:
         pairs = round(len(read_jsonl(paths.PAIRS / "train.jsonl")) * params.training(name).epochs, 1)
         return {"pairs": pairs, "train_seconds": cost["train_seconds"],
                 "pairs_per_second": round(pairs / max(cost["train_seconds"], 1e-9), 3)}
+    if name == "grpo":  # prompts answered per second, each with a group of num_generations answers
+        prompts = round(sum(metrics["train_prompts"].values()) * params.training("grpo").epochs, 1)
+        return {"prompts": prompts, "train_seconds": cost["train_seconds"],
+                "prompts_per_second": round(prompts / max(cost["train_seconds"], 1e-9), 3),
+                "train_tokens_per_second": cost.get("train_tokens_per_second")}  # with generation: no plain-loop ratio
     if name.startswith("evaluate:"):
         return {"questions_per_second": cost["questions_per_second"], "phase_seconds": cost.get("phase_seconds")}
     return {}
@@ -170,7 +176,7 @@ def mean_pair_tokens(tokenizer) -> float:
 
 
 def projected_total(rows: list[dict]) -> float:
-    """Every stage once, and `evaluate` for all six methods (the mean of those run, for the rest)."""
+    """Every stage once, and `evaluate` for every method (the mean of those run, for the rest)."""
     evaluated = [r["seconds"] for r in rows if r["stage"].startswith("evaluate:")]
     others = sum(r["seconds"] for r in rows if not r["stage"].startswith("evaluate:"))
     mean = sum(evaluated) / len(evaluated) if evaluated else 0.0

@@ -1,8 +1,8 @@
 """What a method is: the model it answers with and the demonstrations in its prompts.
 
 Every method shares one base; they differ only in the adapter on it (`paths.METHOD_STAGES`:
-none for `base` and `icl`, a curriculum stage's adapter for `sft_*`, `dpo`'s for `dpo`) and in
-the prompt (zero-shot, or k-shot with the demonstrations the `icl` stage chose).
+none for `base` and `icl`, a curriculum stage's adapter for `sft_*`, `dpo`'s for `dpo`, `grpo`'s
+for `grpo`) and in the prompt (zero-shot, or k-shot with the demonstrations the `icl` stage chose).
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ The rule is only judged where the item has a gold rationale (`judge`): without a
 every correct dose or drug the question does not state would be flagged. `hallucination_rates`
 reports the rate per answer and per fact (unsupported facts / facts stated), so that a longer
 answer, which states more facts, does not weigh more for it. The preference pairs of `rm` and
-`dpo` are built without this module (`data/preferences.py`), so no method is trained on the
-judge. Its precision and recall on labelled answers: `scoring/validation.py`.
+`dpo` are built without this module (`data/preferences.py`), so neither is trained on the
+judge; `grpo` is, by design (its hallucination penalty, `training/rewards.py`), so this rate does
+not judge `method=grpo` independently. Its precision and recall on labelled answers:
+`medadapt judges` (`commands/judges.py`).
 """
 
 from __future__ import annotations

@@ -18,14 +18,27 @@ from .safety import is_unsafe, sample_safety_prompts
 from .stats import rate
 
 
+def hallucination_sources(record: Record) -> list[str]:
+    """What an answer to `record` may state facts from, besides the gold rationale (which `judge`
+    adds): the question, context, options and gold answer."""
+    return [record.question, record.context, *(record.options or []), record.answer_text]
+
+
+def judge_answer(output: str, record: Record) -> dict | None:
+    """The hallucination rule on one whole answer (answer line and explanation: the answer line
+    can hallucinate too) against the record's sources; None where the record has no rationale.
+    `evaluate` and the `grpo` stage's hallucination penalty (`training/rewards.py`) both judge
+    through here."""
+    return judge(output, hallucination_sources(record), record.rationale)
+
+
 def hallucination(records_by_id: dict[str, Record], samples: list[dict], params) -> tuple[dict, dict]:
     """Hallucination rates per answer and per fact, judged only where a gold rationale exists;
     each judged sample gets its `unsupported_facts` (None: not judged)."""
     judgements, flags = [], {}
     for sample in samples:
         record = records_by_id[sample["id"]]
-        sources = [record.question, record.context, *(record.options or []), record.answer_text]
-        verdict = judge(sample["output"], sources, record.rationale)  # the answer line can hallucinate too
+        verdict = judge_answer(sample["output"], record)
         sample["unsupported_facts"] = None if verdict is None else verdict["unsupported"]
         judgements.append(verdict)
         if verdict is not None:

@@ -5,7 +5,7 @@
     medadapt evaluate --set method=sft      # outside DVC
 
 Reads `method`, `evaluate.*`, `icl.shuffle_permutations`, `model.*`, the eval splits, the
-method's artifact (`models/sft_*`, `models/dpo` or `data/icl/demos.jsonl`), the reward model
+method's artifact (`models/sft_*`, `models/dpo`, `models/grpo` or `data/icl/demos.jsonl`), the reward model
 `models/rm` and `data/safety/eval.jsonl`. Writes `metrics/eval.json`,
 `reports/eval_samples.jsonl` (per item: prompt, output, parsed answer, gold, scores),
 `reports/eval_items.json` (per-item scores for paired tests), plot data in `reports/plots/`

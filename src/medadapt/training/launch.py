@@ -2,8 +2,8 @@
 
     compute: {num_processes: 2, strategy: ddp}     # params.yaml; or dvc exp run -S compute.num_processes=8
 
-With `compute.num_processes` above 1, a training stage (`python -m medadapt.stages.sft|rm|dpo`,
-as `dvc.yaml` runs it, or `medadapt sft|rm|dpo`) starts `python -m accelerate.commands.launch ...
+With `compute.num_processes` above 1, a training stage (`python -m medadapt.stages.sft|rm|dpo|grpo`,
+as `dvc.yaml` runs it, or `medadapt sft|rm|dpo|grpo`) starts `python -m accelerate.commands.launch ...
 -m medadapt.stages.<stage> <the same arguments>` and returns its exit status; the launched workers (they have LOCAL_RANK set) run the stage itself. This module
 only starts Accelerate's launcher: the processes, their rendezvous and the gradient reduction
 are torch.distributed's (torchrun). `ddp` is `--multi_gpu`, which on a machine without GPUs runs
