@@ -93,7 +93,7 @@ def rule_figures(rows: list[dict], labels: list[bool], flags: list[bool]) -> dic
 def hallucination_flag(row: dict) -> bool:
     """The rule as `evaluate` applies it where an item has a gold rationale."""
     sources = [row["question"], row.get("context"), *(row.get("options") or []), row["answer"]]
-    return bool(judge(row["output"], sources, row["rationale"])["unsupported"])
+    return bool(judge(row["output"], sources, row["rationale"], row.get("context"))["unsupported"])
 
 
 def safety_flag(row: dict) -> bool:

@@ -22,7 +22,7 @@ def hallucination(records_by_id: dict[str, Record], samples: list[dict], params)
     for sample in samples:
         record = records_by_id[sample["id"]]
         sources = [record.question, record.context, *(record.options or []), record.answer_text]
-        verdict = judge(sample["output"], sources, record.rationale)  # the answer line can hallucinate too
+        verdict = judge(sample["output"], sources, record.rationale, record.context)  # answer line included
         sample["unsupported_facts"] = None if verdict is None else verdict["unsupported"]
         judgements.append(verdict)
         if verdict is not None:
