@@ -205,14 +205,17 @@ def judge(output: str, sources: list[str], rationale: str | None, context: str |
 
 def hallucination_rates(judgements: list[dict | None], samples: int = 1000, seed: int = 0) -> dict:
     """The rate per answer (answers with an unsupported fact / judged answers) and per fact
-    (unsupported facts / facts stated), each `{value, low, high, n}`, and how many answers were
-    judged and not judged. The per-fact interval resamples answers, not facts: the facts of one
-    answer are not independent."""
+    (unsupported facts / facts stated), each `{value, low, high, n}`; the facts stated per judged
+    answer (mean, bootstrap interval), beside them because an answer that states no checkable
+    fact can never be flagged: a rate of 0 with 0.01 facts per answer means "says nothing", not
+    "never invents"; and how many answers were judged and not judged. The per-fact interval
+    resamples answers, not facts: the facts of one answer are not independent."""
     judged = [j for j in judgements if j is not None]
     counts = np.array([[len(j["unsupported"]), j["facts"]] for j in judged], dtype=float).reshape(-1, 2)
     return {
         "per_answer": rate([bool(j["unsupported"]) for j in judged], samples, seed),
         "per_fact": _ratio_rate(counts, samples, seed),
+        "facts_per_answer": rate([j["facts"] for j in judged], samples, seed, binary=False),
         "judged": len(judged),
         "not_judged": len(judgements) - len(judged),
     }
