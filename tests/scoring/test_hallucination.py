@@ -229,6 +229,8 @@ def test_rates_per_answer_and_per_fact_by_hand():
     assert rates["judged"] == 4 and rates["not_judged"] == 1
     assert rates["per_answer"]["value"] == 0.5 and rates["per_answer"]["n"] == 4
     assert rates["per_fact"]["value"] == round(2 / 15, 4) and rates["per_fact"]["n"] == 15
+    assert rates["facts_per_answer"]["value"] == 15 / 4 and rates["facts_per_answer"]["n"] == 4
+    assert rates["facts_per_answer"]["low"] <= 15 / 4 <= rates["facts_per_answer"]["high"]
     assert 0 <= rates["per_fact"]["low"] <= rates["per_fact"]["value"] <= rates["per_fact"]["high"] <= 1
     assert hallucination_rates(judgements, samples=200, seed=0) == rates  # seeded
 
@@ -237,3 +239,12 @@ def test_rates_with_nothing_judged():
     rates = hallucination_rates([None, None])
     assert rates["judged"] == 0 and rates["not_judged"] == 2
     assert rates["per_answer"]["value"] is None and rates["per_fact"]["value"] is None
+    assert rates["facts_per_answer"]["value"] is None
+
+
+def test_an_answer_that_states_nothing_shows_in_facts_per_answer():
+    """Issue 19: `sft` stated 1 fact in 100 answers and scored a hallucination rate of 0.00; the
+    facts per answer beside the rate say why."""
+    judgements = [{"facts": 1, "unsupported": []}] + [{"facts": 0, "unsupported": []}] * 99
+    rates = hallucination_rates(judgements, samples=200, seed=0)
+    assert rates["per_answer"]["value"] == 0.0 and rates["facts_per_answer"]["value"] == 0.01
