@@ -48,7 +48,7 @@ from ..data.records import (
 from ..paths import JUDGES_HALLUCINATION, JUDGES_PARSE, JUDGES_REPORT, JUDGES_SAFETY, metrics_file
 from ..scoring.answers import parse_answer
 from ..scoring.hallucination import judge
-from ..scoring.judge_quality import PARTS, judged_metrics, proportion, read_set, rule_figures
+from ..scoring.judge_quality import PARTS, judged_metrics, proportion, read_set, rule_figures, set_figures
 from ..scoring.safety import is_unsafe
 
 __all__ = ["main", "parser_figures", "proportion", "read_parse_set", "read_set", "rule_figures", "validate"]
@@ -145,14 +145,7 @@ def validate(root: Path = Path(".")) -> dict:
     report = {}
     for name, (path, label, flag) in RULES.items():
         rows = read_set(root / path, name)
-        figures = {"positive_class": label, "file": str(path)}
-        for part in ("all", *PARTS):
-            chosen = [r for r in rows if part == "all" or r["part"] == part]
-            figures[part] = rule_figures(chosen, [r[label] for r in chosen], [flag(r) for r in chosen])
-            figures[part]["n"] = len(chosen)
-            figures[part]["positives"] = sum(r[label] for r in chosen)
-        figures["retired"] = sum(r["part"] not in PARTS for r in rows)
-        report[name] = figures
+        report[name] = {"positive_class": label, "file": str(path), **set_figures(rows, label, [flag(r) for r in rows])}
     report["parser"] = {"file": str(JUDGES_PARSE), **parser_figures(read_parse_set(root / JUDGES_PARSE))}
     return report
 

@@ -105,6 +105,18 @@ def rule_figures(rows: list[dict], labels: list[bool], flags: list[bool]) -> dic
     }
 
 
+def set_figures(rows: list[dict], label: str, flags: list[bool]) -> dict:
+    """A judge's `rule_figures` on a whole labelled set (`all`) and on each part, with each one's
+    n and positives, and how many rows are `retired`."""
+    figures = {}
+    for part in ("all", *PARTS):
+        chosen = [(r, f) for r, f in zip(rows, flags) if part == "all" or r["part"] == part]
+        figures[part] = rule_figures([r for r, _ in chosen], [r[label] for r, _ in chosen], [f for _, f in chosen])
+        figures[part].update(n=len(chosen), positives=sum(r[label] for r, _ in chosen))
+    figures["retired"] = sum(r["part"] == RETIRED for r in rows)
+    return figures
+
+
 def judged_metrics(judges_report: dict | None, rm_metrics: dict | None = None) -> dict[str, dict]:
     """Per judged metric of `metrics/eval.json` that has a measured judge: `{J, low, high,
     better_than_chance, judge, n}`, from the judge's held-out (`test`) figures. `judges_report` is
