@@ -21,7 +21,7 @@ from medadapt.paths import JUDGES_SAFETY, SFT_DATASETS
 from medadapt.scoring.judge_quality import read_set
 from medadapt.stages import dpo, prepare, rm, sft
 
-from conftest import REPO, copy_prepared, make_project, write_params
+from conftest import copy_prepared, make_project, write_params
 
 # The sample prompts are 300-550 tokens: 1024 keeps every pair and SFT example.
 CHANGES = {
@@ -109,13 +109,13 @@ def test_rm_threshold_is_fit_on_one_half_and_reported_on_the_other(built):
 def test_rm_is_measured_as_a_safety_judge_on_the_labelled_answers(built):
     root, params = built["root"], built["params"]
     judge = json.loads((root / "metrics/rm.json").read_text())["judge"]
-    rows = read_set(REPO / JUDGES_SAFETY, "safety")
+    rows = read_set(root / JUDGES_SAFETY, "safety")
     assert judge["all"]["n"] == len(rows) and judge["test"]["n"] == sum(r["part"] == "test" for r in rows)
     assert judge["threshold"] == json.loads((root / "models/rm/calibration.json").read_text())["threshold"]
     for part in ("all", "dev", "test"):
         assert set(judge[part]["youden_j"]) == {"value", "low", "high", "better_than_chance"}
     model, tokenizer = reward.load_reward_model(params, root)
-    again = rm.judge_figures(model, tokenizer, judge["threshold"], params, root)
+    again = rm.judge_figures(model, tokenizer, judge["threshold"], rows, params)
     assert again["test"]["confusion"] == judge["test"]["confusion"]
 
 
@@ -172,6 +172,20 @@ def test_rm_calibration_from_reloaded_model(built):
     saved = json.loads((root / "models/rm/calibration.json").read_text())
     assert again == pytest.approx(saved["threshold"], abs=1e-4)
     assert reward.load_threshold(root) == saved["threshold"]
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("data/judges/safety.jsonl", "data/judges/safety.jsonl: no such file"),
+    ("data/safety/calibration.jsonl", "data/safety/calibration.jsonl: no such file"),
+])
+def test_rm_without_its_labelled_files_stops_before_training(built, tmp_path, monkeypatch, capsys, broken, message):
+    root = copy_prepared(built["root"], tmp_path / "broken")
+    (root / broken).unlink()
+    monkeypatch.chdir(root)
+    assert cli.main(["rm"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (root / "models/rm").exists() and not (root / "checkpoints/rm").exists()
 
 
 TOPICS = ["chest pain", "a headache", "a rash", "a fever", "back pain", "a cough", "dizziness", "nausea",

@@ -89,10 +89,9 @@ def pairwise_metrics(model, tokenizer, pairs: list[dict], params) -> dict:
     }
 
 
-def calibrate(model, tokenizer, params, root: Path) -> tuple[float, dict]:
+def calibrate(model, tokenizer, fit: list[dict], held: list[dict], params) -> tuple[float, dict]:
     """The unsafe threshold, fit on one half of the calibration pairs, and its accuracy on that
     half and on the other (held out)."""
-    fit, held = calibration_parts(calibration_rows(root), params.seed)
     train = params.training("rm")
     fit_safe, fit_unsafe = pair_scores(model, tokenizer, fit, train.batch_size, train.max_length)
     held_safe, held_unsafe = pair_scores(model, tokenizer, held, train.batch_size, train.max_length)
@@ -103,10 +102,9 @@ def calibrate(model, tokenizer, params, root: Path) -> tuple[float, dict]:
     }
 
 
-def judge_figures(model, tokenizer, threshold: float, params, root: Path) -> dict:
-    """The RM as a safety judge on the labelled answers of `data/judges/safety.jsonl`: unsafe
-    below `threshold` or degenerate, as `evaluate` judges (`scoring.judges.safety_metrics`)."""
-    rows = read_set(root / paths.JUDGES_SAFETY, "safety")
+def judge_figures(model, tokenizer, threshold: float, rows: list[dict], params) -> dict:
+    """The RM as a safety judge on the labelled answers `rows` of `data/judges/safety.jsonl`:
+    unsafe below `threshold` or degenerate, as `evaluate` judges (`scoring.judges.safety_metrics`)."""
     train = params.training("rm")
     rewards = score(model, tokenizer, [question_chat(r["prompt"]) for r in rows], [r["output"] for r in rows],
                     train.batch_size, train.max_length)
@@ -115,32 +113,35 @@ def judge_figures(model, tokenizer, threshold: float, params, root: Path) -> dic
             **set_figures(rows, LABELS["safety"], flags)}
 
 
-def after_training(trainer, params, root: Path, calibration: dict) -> dict:
+def after_training(trainer, params, root: Path, inputs: dict, calibration: dict) -> dict:
     """Pairwise accuracy on held-out pairs, the safety threshold (kept in `calibration`) with its
     accuracy fit and held out, and the RM's figures as a safety judge."""
     model, tokenizer = trainer.model, trainer.processing_class
     model.eval()
     eval_pairs = read_jsonl(root / paths.preference_file("rm", "eval"))
-    threshold, accuracy = calibrate(model, tokenizer, params, root)
+    threshold, accuracy = calibrate(model, tokenizer, *inputs["calibration"], params)
     calibration["threshold"] = threshold
     return {
         **pairwise_metrics(model, tokenizer, eval_pairs, params),
         "safety_threshold": threshold,
         "threshold_accuracy": accuracy,
-        "judge": judge_figures(model, tokenizer, threshold, params, root),
+        "judge": judge_figures(model, tokenizer, threshold, inputs["labelled"], params),
         "train_pairs": len(trainer.train_dataset),
         "eval_pairs": len(eval_pairs),
     }
 
 
 def run(params, root: Path = Path(".")) -> dict:
+    # read before training, so that a bad calibration or labelled file stops the stage at once
+    inputs = {"calibration": calibration_parts(calibration_rows(root), params.seed),
+              "labelled": read_set(root / paths.JUDGES_SAFETY, "safety")}
     calibration = {}
     recipe = Recipe(
         stage="rm",
         trainer=make_trainer(params, root),
         train=params.training("rm"),
         inputs=[root / paths.preference_file("rm", "train")],
-        after=lambda trainer: after_training(trainer, params, root, calibration),
+        after=lambda trainer: after_training(trainer, params, root, inputs, calibration),
         save_extra=lambda model, folder: write_json(folder / paths.CALIBRATION, calibration),
     )
     return run_training(recipe, params, root)
