@@ -64,9 +64,10 @@ SYNONYMS = {
 }
 
 
-# Findings and clinical events an answer can assert about a report or a study, one name each
-# (general radiology and trial-outcome vocabulary, written from knowledge, not from the labelled
-# answers). Checked against a context only (see the module's docstring).
+# Findings and clinical events an answer can assert about a report or a study, one name each:
+# general radiology and trial-outcome vocabulary, written after reading the misses of the dev
+# part of data/judges/hallucination.jsonl (never its test part), so some of its words are there.
+# Checked against a context only (see the module's docstring).
 FINDINGS = frozenset("""
 abscess adenopathy aneurysm appendicolith arrhythmia ascites atelectasis bleeding bronchiectasis calcification
 calculus cardiomegaly cavitation cholecystitis cirrhosis collection compression consolidation contusion cyst
