@@ -379,7 +379,7 @@ def test_preference_sides_cap_and_hold_out_each_side_on_its_own(train):
             counts[pair["source"]] += 1
         assert dict(counts) == {"gold_vs_distractor": 7, "hallucination": 7, "safety": 7}
         assert side_eval and not prompts_of(side_train) & prompts_of(side_eval)
-    assert not prompts_of(sum(sides["rm"], [])) & prompts_of(sum(sides["dpo"], []))
+    assert not prompts_of([*sides["rm"][0], *sides["rm"][1]]) & prompts_of([*sides["dpo"][0], *sides["dpo"][1]])
 
 
 def test_a_pool_too_small_for_both_sides_is_an_error(tmp_path):

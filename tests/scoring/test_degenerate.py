@@ -49,8 +49,8 @@ def test_echo_needs_the_question():
 
 
 def test_longest_repeat_by_hand():
-    assert longest_repeat("a b a b a b c".split()) == (["a", "b"], 3)
-    assert longest_repeat("x y z".split())[1] == 1
+    assert longest_repeat(["a", "b", "a", "b", "a", "b", "c"]) == (["a", "b"], 3)
+    assert longest_repeat(["x", "y", "z"])[1] == 1
     assert longest_repeat([]) == ([], 0)
 
 

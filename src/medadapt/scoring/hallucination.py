@@ -78,7 +78,7 @@ hysterectomy ileus infarct infection intussusception ischemia laceration lymphad
 nausea nodule obstruction occlusion opacity perforation pneumonia pneumoperitoneum pneumothorax rash
 readmission reoperation rupture seizure sepsis shift splenomegaly steatosis stenosis stone stranding stricture
 stroke subluxation thickening thrombosis thrombus torsion transfusion varices volvulus vomiting
-""".split())
+""".split())  # noqa: SIM905 (a block of words reads better than 100 quoted ones)
 # Other spellings and forms of a name above.
 FINDING_FORMS = {
     "haemorrhage": "hemorrhage", "haematoma": "hematoma", "oedema": "edema", "ischaemia": "ischemia",
@@ -146,7 +146,7 @@ def _without_cut_off_number(text: str, source: str) -> str:
 
 def _finding(word: str) -> str | None:
     """The name in FINDINGS that `word` is, in any of its forms or as a plural, else None."""
-    for form in (word, word[:-1] if word.endswith("s") else word):
+    for form in (word, word.removesuffix("s")):
         name = FINDING_FORMS.get(form, form)
         if name in FINDINGS:
             return name
