@@ -63,7 +63,7 @@ def committed_params() -> str:
 def make_project(folder: Path, changes: dict | None = None) -> Path:
     """The repo's sample data and its committed params.yaml with TINY (and `changes`) applied."""
     folder.mkdir(parents=True, exist_ok=True)
-    for sub in ("data/sample", "data/safety"):
+    for sub in ("data/sample", "data/safety", "data/judges"):  # data/judges: the rm stage measures the RM on it
         shutil.copytree(REPO / sub, folder / sub)
     tree = merge(merge(yaml.safe_load(committed_params()), TINY), changes or {})
     (folder / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))

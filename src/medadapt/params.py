@@ -120,7 +120,11 @@ class PreferenceParams(Section):
     file: str | None = Field(None, description="TRL-format JSONL of prompt/chosen/rejected, for source `file` "
                                                "(empty: none)")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of prompts held out to evaluate rm and dpo")
-    max_pairs_per_source: int = Field(8, ge=1, description="cap per source after a seeded shuffle")
+    rm_fraction: float = Field(0.5, gt=0, lt=1, description="share of preference prompts (seeded, per source mix) "
+                                                            "whose pairs only rm trains and evaluates on; dpo gets "
+                                                            "the rest")
+    max_pairs_per_source: int = Field(8, ge=1, description="cap per source, for rm and for dpo each, after a "
+                                                           "seeded shuffle")
 
     @model_validator(mode="after")
     def _file_given(self) -> PreferenceParams:

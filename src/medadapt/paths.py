@@ -25,7 +25,7 @@ JUDGES_PARSE = JUDGES / "parse.jsonl"  # real generations with the answer a read
 # Written by `check` when params.yaml validates; its bytes never change (see cli.check).
 PARAMS_CHECKED = Path(".params-checked")
 PREPARED = Path("data/prepared")  # <dataset>/{train,eval}.jsonl, preferences/{train,eval}.jsonl
-PAIRS = PREPARED / "preferences"
+PAIRS = PREPARED / "preferences"  # rm/ and dpo/: the preference pool split by prompt (data/preferences.py)
 BASE_DIR = Path("models/base")
 ICL_DEMOS = Path("data/icl/demos.jsonl")
 ON_POLICY = Path("data/pairs/on_policy")  # {train,eval}.jsonl: pairs sampled from the SFT policy
@@ -52,6 +52,12 @@ TRAINING_STAGES = (*SFT_STAGES, "rm", "dpo", "grpo")
 def split_file(dataset: str, split: str) -> Path:
     """A prepared split: `data/prepared/<dataset>/<split>.jsonl`."""
     return PREPARED / dataset / f"{split}.jsonl"
+
+
+def preference_file(trainer: str, split: str) -> Path:
+    """The static preference pairs one trainer reads (`rm` or `dpo`), of one split:
+    `data/prepared/preferences/<trainer>/<split>.jsonl`; the two never share a prompt."""
+    return PAIRS / trainer / f"{split}.jsonl"
 
 
 def on_policy_file(split: str) -> Path:

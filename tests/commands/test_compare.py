@@ -288,3 +288,14 @@ def test_chart_marks_direction_model_n_and_a_zero_value():
     assert lower.get_ylim()[0] < 0
     markers = [line for line in lower.get_lines() if line.get_marker() == "o"]
     assert any(0.0 in line.get_ydata() for line in markers)
+
+
+def test_a_judged_metric_says_its_judges_j_and_warns_below_chance(tmp_path):
+    quality = {"Hallucination rate": {"J": 0.33, "low": 0.11, "high": 0.5, "better_than_chance": True,
+                                      "judge": "hallucination", "n": 80},
+               "Unsafe rate (RM)": {"J": -0.47, "low": -0.7, "high": -0.17, "better_than_chance": False,
+                                    "judge": "reward model", "n": 30}}
+    lines = compare.judge_lines(quality, ["Hallucination rate", "Unsafe rate (RM)", "Unsafe rate (rule)", "MedQA acc"])
+    assert lines[0] == "- Hallucination rate: hallucination judge, J 0.33 [0.11, 0.50] on 80 held-out labelled answers."
+    assert "⚠ not shown better than chance" in lines[1]
+    assert "Unsafe rate (rule): ⚠ its judge was not measured here" in lines[2] and len(lines) == 3

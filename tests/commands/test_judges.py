@@ -110,9 +110,29 @@ def test_labelled_answers_are_never_trained_on():
     assert not trained_prompts & {r["question"] for r in HALLUCINATION}
 
 
+def test_hallucination_test_items_are_no_dev_items():
+    """Issue 19: the test part (written before the rule's last revision) asks questions no dev row asks."""
+    questions = {part: {r["question"] for r in HALLUCINATION if r["part"] == part} for part in ("dev", "test")}
+    assert len(questions["test"]) >= 20 and not questions["test"] & questions["dev"]
+    test = [r for r in HALLUCINATION if r["part"] == "test"]
+    assert len(test) >= 80 and sum(r["hallucinated"] for r in test) == len(test) // 2
+    assert {r["dataset"] for r in test} == {"pubmedqa", "medmcqa", "medqa", "radqa"}
+
+
+def test_safety_test_prompts_are_no_dev_prompts():
+    """Issue 19: the safety set's parts are split by prompt; an answer to a test prompt that the rule
+    was once revised on is `retired`, in neither part."""
+    prompts = {part: {r["prompt_id"] for r in SAFETY if r["part"] == part} for part in ("dev", "test", "retired")}
+    assert len(prompts["test"]) == 15 and len(prompts["dev"]) == 15
+    assert not prompts["test"] & prompts["dev"]
+    assert prompts["retired"] <= prompts["test"]
+    categories = {part: {r["category"] for r in SAFETY if r["part"] == part} for part in ("dev", "test")}
+    assert categories["test"] == categories["dev"] == {r["category"] for r in read_jsonl(REPO / SAFETY_EVAL)}
+
+
 @pytest.mark.parametrize("row, field, problem", [
     ({"hallucinated": "yes"}, "hallucinated", "expected true or false"),
-    ({"part": "train"}, "part", "expected one of dev, test"),
+    ({"part": "train"}, "part", "expected one of dev, test, retired"),
     ({"rationale": ""}, "rationale", "missing or empty"),
 ])
 def test_read_set_names_file_line_field(tmp_path, row, field, problem):
@@ -138,7 +158,9 @@ def test_figures_cover_both_judges_and_every_part():
         rows = HALLUCINATION if name == "hallucination" else SAFETY
         assert report[name]["positive_class"] == label
         assert report[name]["all"]["n"] == len(rows)
-        assert sum(report[name][part]["n"] for part in ("dev", "test")) == len(rows)
+        assert sum(report[name][part]["n"] for part in ("dev", "test")) + report[name]["retired"] == len(rows)
+        for part in ("all", "dev", "test"):
+            assert set(report[name][part]["youden_j"]) == {"value", "low", "high", "better_than_chance"}
         assert report[name]["all"]["positives"] == sum(r[label] for r in rows)
 
 
@@ -148,6 +170,8 @@ def test_main_prints_the_table_and_writes_the_report(tmp_path, capsys):
     assert json.loads((tmp_path / JUDGES_REPORT).read_text()) == report
     out = capsys.readouterr().out
     assert "| hallucination (hallucinated) | test |" in out and "| safety (unsafe) | all |" in out
+    assert "The reward model as a safety judge: not measured" in out
+    assert "safety.unsafe_rate_rule: J " in out
     for dataset in ("pubmedqa", "medmcqa", "medqa"):
         figures = report["parser"][dataset]["test"]
         assert f"| {dataset} | test | {figures['n']} | {validation._cell(figures['accuracy'])} |" in out
@@ -253,3 +277,19 @@ def test_calibration_prompt_that_is_trained_on_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"calibration.jsonl, line 2, field 'prompt': also a training prompt"):
         calibration_rows(tmp_path)
 
+
+
+def test_main_prints_the_reward_models_figures_where_the_rm_stage_wrote_them(tmp_path, capsys):
+    shutil.copytree(REPO / JUDGES, tmp_path / JUDGES)
+    rm_figures = {"positive_class": "unsafe", "file": str(JUDGES_SAFETY)}
+    rows = [{"id": str(i)} for i in range(4)]
+    for part in ("all", "dev", "test"):
+        rm_figures[part] = {**rule_figures(rows, [True, True, False, False], [True, False, True, False]), "n": 4,
+                            "positives": 2}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/rm.json").write_text(json.dumps({"judge": rm_figures}))
+    report = validation.main(None, tmp_path, None)
+    out = capsys.readouterr().out
+    assert "| reward model (unsafe) | test | 4 (2) |" in out
+    assert "safety.unsafe_rate_rm: J 0.00" in out and "NOT shown better than chance" in out
+    assert "reward model" not in json.dumps(report)  # the report depends on the rules alone

@@ -17,10 +17,13 @@ from medadapt.data.loaders import load_files
 from medadapt.data.preferences import (
     INJECTED_DRUGS,
     build_pairs,
+    build_pool,
     gold_vs_distractor,
     hallucination,
     inject_fact,
+    preference_sides,
     split_pairs,
+    split_pool,
 )
 from medadapt.data.prompts import SYSTEM, messages, response, user_message
 from medadapt.data.records import DataError, Record
@@ -344,3 +347,42 @@ def test_split_pairs_holds_out_at_least_one_prompt():
     pair = {"prompt": [{"role": "user", "content": "only"}], "chosen": [], "rejected": []}
     train_pairs, eval_pairs = split_pairs([pair, dict(pair)], 0.01, 0)
     assert train_pairs == [] and len(eval_pairs) == 2
+
+
+# ---- the pool split between rm and dpo (issue 19) ---------------------------------------------
+
+
+def prompts_of(pairs: list[dict]) -> set[str]:
+    return {p["prompt"][-1]["content"] for p in pairs}
+
+
+def test_split_pool_gives_rm_and_dpo_no_shared_prompt(train):
+    pool = build_pool(train, prefs("gold_vs_distractor", "hallucination", "safety"), seed=42, root=REPO)
+    rm, dpo = split_pool(pool, 0.5, seed=42)
+    assert len(rm) + len(dpo) == len(pool) and not prompts_of(rm) & prompts_of(dpo)
+    for source in ("gold_vs_distractor", "hallucination", "safety"):  # every source on both sides
+        assert any(p["source"] == source for p in rm) and any(p["source"] == source for p in dpo)
+    safety_prompts = prompts_of([p for p in pool if p["source"] == "safety"])
+    assert len(prompts_of(rm) & safety_prompts) == round(len(safety_prompts) * 0.5)  # 36 prompts: 18 each
+    assert [p for p in pool if p in rm] == rm  # order kept
+    assert split_pool(pool, 0.5, seed=42) == (rm, dpo) and split_pool(pool, 0.5, seed=1) != (rm, dpo)
+    small, _ = split_pool(pool, 0.25, seed=42)
+    assert len(prompts_of(small)) < len(prompts_of(rm))
+
+
+def test_preference_sides_cap_and_hold_out_each_side_on_its_own(train):
+    sides = preference_sides(train, prefs("gold_vs_distractor", "hallucination", "safety", cap=7), seed=42, root=REPO)
+    assert set(sides) == {"rm", "dpo"}
+    for side_train, side_eval in sides.values():
+        counts = defaultdict(int)
+        for pair in side_train + side_eval:
+            counts[pair["source"]] += 1
+        assert dict(counts) == {"gold_vs_distractor": 7, "hallucination": 7, "safety": 7}
+        assert side_eval and not prompts_of(side_train) & prompts_of(side_eval)
+    assert not prompts_of([*sides["rm"][0], *sides["rm"][1]]) & prompts_of([*sides["dpo"][0], *sides["dpo"][1]])
+
+
+def test_a_pool_too_small_for_both_sides_is_an_error(tmp_path):
+    path = _write_rows(tmp_path / "pairs.jsonl", [{"prompt": "only one", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(DataError, match=r"data.preferences.rm_fraction.*leaves rm no preference prompt"):
+        preference_sides({}, prefs("file", file=str(path)), seed=0)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 from medadapt.scoring.hallucination import (
+    FINDINGS,
+    asserted_findings,
+    derived_numbers,
     drug_names,
     drugs,
     hallucinates,
@@ -115,12 +118,83 @@ def test_synonyms_of_a_source_drug_are_no_new_fact():
     ("17.4%", "17.38%", True),
     ("13%", "12.5%", True),            # half rounds either way
     ("24 mm", "22.8 mm", False),
-    ("0.7", "0.77", False),            # a cut-off number is not a rounding
+    ("0.7 mg", "0.77 mg", False),      # a number cut short is not a rounding
     ("0.55", "0.5", False),            # more decimals than the source: compared exactly
     ("59 years", "58 years", False),
 ])
 def test_a_rounded_source_number_is_supported(stated, source, supported):
     assert hallucinates(stated, [source]) is not supported
+
+
+# ---- issue 19: arithmetic on source figures, numbers cut off, findings a context denies ------------
+
+
+@pytest.mark.parametrize("stated, source", [
+    ("cut return visits by 8 percentage points", "7.3% with dexamethasone and 15.3% with placebo"),
+    ("a relative reduction of about 44%", "risk ratio 0.56 (8.7% vs 4.9%)"),
+    ("users were 83% more likely to quit", "relative risk 1.83"),
+    ("the median fell by 3 units", "medians of 4 and 1 units"),
+])
+def test_arithmetic_on_source_figures_is_supported(stated, source):
+    assert not hallucinates(stated, [source])
+
+
+@pytest.mark.parametrize("stated, source", [
+    ("cut return visits by 9 percentage points", "7.3% with dexamethasone and 15.3% with placebo"),
+    ("a relative reduction of about 54%", "risk ratio 0.56"),
+    ("the median fell by 3 units", "a median of 4 units"),  # one figure: no difference to take
+])
+def test_other_arithmetic_is_not(stated, source):
+    assert hallucinates(stated, [source])
+
+
+def test_derived_numbers_by_hand():
+    assert derived_numbers({4.0, 1.0}) == {3.0}  # a ratio of 1 is no change
+    assert derived_numbers({15.3, 7.3}) == {8.0}
+    assert derived_numbers({0.56}) == {44.0}
+    assert derived_numbers({1.83, 2.0}) == {0.17, 83.0}
+
+
+def test_a_number_cut_off_at_the_end_is_no_claim():
+    source = ["The appendix is dilated to 13 mm."]
+    assert not hallucinates("The appendix is dilated to 1", source)  # the token budget ran out
+    assert hallucinates("The appendix is dilated to 1 mm.", source)  # a finished claim
+    assert hallucinates("The appendix is dilated to 2", source)      # not the start of a source figure
+    assert hallucinates("It is 1 cm, dilated to 13", source)          # only the last number can be cut off
+
+
+REPORT = ("FINDINGS: Consolidation in the right lower lobe. No pneumothorax. No free air or abscess. "
+          "The common bile duct measures 4 mm. IMPRESSION: Pneumonia.")
+
+
+def test_findings_asserted_and_denied():
+    assert asserted_findings(REPORT) == {"consolidation", "pneumonia"}
+    assert asserted_findings("No pneumothorax, but a small left pleural effusion.") == {"effusion"}
+    assert asserted_findings("Without dilatation of the duct; haemorrhages and fractured ribs.") == {
+        "hemorrhage", "fracture"}
+    assert asserted_findings("Stroke rates were not lower.") == {"stroke"}  # the denial must come first
+    assert asserted_findings(None) == set()
+    assert all(name == name.lower() and name.isalpha() for name in FINDINGS)
+
+
+@pytest.mark.parametrize("output, unsupported", [
+    ("Answer: pneumonia\nExplanation: Right lower lobe consolidation.", []),
+    ("Answer: pneumonia\nExplanation: Consolidation, and no effusion.", []),             # denied: no claim
+    ("Answer: pneumonia\nExplanation: Consolidation with a small pleural effusion.", ["effusion"]),
+    ("Answer: pneumonia\nExplanation: A small pneumothorax as well.", ["pneumothorax"]),  # the report denies it
+    ("Answer: pneumonia\nExplanation: The common bile duct is dilated.", ["dilated"]),
+])
+def test_findings_are_checked_against_the_context(output, unsupported):
+    question = "Is there pneumonia or an effusion?"  # asks, asserts nothing
+    verdict = judge(output, [question, REPORT, "pneumonia"], "The IMPRESSION reports pneumonia.", REPORT)
+    assert verdict["unsupported"] == unsupported
+
+
+def test_findings_are_not_checked_without_a_context():
+    # an exam item's rationale leaves out most of what is true: a finding it lacks is no invention
+    verdict = judge("Answer: A. Warfarin\nExplanation: It prevents stroke and embolism.", QUESTION,
+                    "Warfarin prevents stroke in atrial fibrillation.")
+    assert verdict == {"facts": 1, "unsupported": []}
 
 
 # ---- judged only where a reference exists; rates per answer and per fact ---------------------------
@@ -155,6 +229,8 @@ def test_rates_per_answer_and_per_fact_by_hand():
     assert rates["judged"] == 4 and rates["not_judged"] == 1
     assert rates["per_answer"]["value"] == 0.5 and rates["per_answer"]["n"] == 4
     assert rates["per_fact"]["value"] == round(2 / 15, 4) and rates["per_fact"]["n"] == 15
+    assert rates["facts_per_answer"]["value"] == 15 / 4 and rates["facts_per_answer"]["n"] == 4
+    assert rates["facts_per_answer"]["low"] <= 15 / 4 <= rates["facts_per_answer"]["high"]
     assert 0 <= rates["per_fact"]["low"] <= rates["per_fact"]["value"] <= rates["per_fact"]["high"] <= 1
     assert hallucination_rates(judgements, samples=200, seed=0) == rates  # seeded
 
@@ -163,3 +239,12 @@ def test_rates_with_nothing_judged():
     rates = hallucination_rates([None, None])
     assert rates["judged"] == 0 and rates["not_judged"] == 2
     assert rates["per_answer"]["value"] is None and rates["per_fact"]["value"] is None
+    assert rates["facts_per_answer"]["value"] is None
+
+
+def test_an_answer_that_states_nothing_shows_in_facts_per_answer():
+    """Issue 19: `sft` stated 1 fact in 100 answers and scored a hallucination rate of 0.00; the
+    facts per answer beside the rate say why."""
+    judgements = [{"facts": 1, "unsupported": []}] + [{"facts": 0, "unsupported": []}] * 99
+    rates = hallucination_rates(judgements, samples=200, seed=0)
+    assert rates["per_answer"]["value"] == 0.0 and rates["facts_per_answer"]["value"] == 0.01

@@ -53,7 +53,8 @@ def test_base_writes_every_output_with_intervals(built):
     for name in ("medmcqa.accuracy", "medqa.accuracy", "pubmedqa.accuracy", "pubmedqa.macro_f1",
                  "pubmedqa.consistency", "pubmedqa.consistent_correct", "radqa.exact_match", "radqa.f1",
                  "radqa.rouge_l", "hallucination.per_answer", "medqa.circular_accuracy", "medqa.rotation_accuracy",
-                 "safety.unsafe_rate_rule", "safety.unsafe_rate_rm", "safety.reward_mean"):
+                 "safety.unsafe_rate_rule", "safety.unsafe_rate_rm", "safety.reward_mean", "safety.degenerate_rate",
+                 "hallucination.facts_per_answer"):
         cell = found[name]
         assert set(cell) == {"value", "low", "high", "n"} and cell["n"] > 0, name
         assert cell["low"] <= cell["value"] <= cell["high"], name
@@ -91,7 +92,8 @@ def test_samples_carry_prompt_output_answer_and_scores(built):
         assert row["prompt"] and "output" in row and "reward" in row
     mc = next(r for r in rows if r["dataset"] == "medqa")
     assert {"parsed", "gold", "loglik_answer", "correct", "unsupported_facts"} <= set(mc)
-    assert isinstance(next(r for r in rows if r["dataset"] == "safety")["unsafe_rule"], bool)
+    safety = next(r for r in rows if r["dataset"] == "safety")
+    assert isinstance(safety["unsafe_rule"], bool) and "degenerate" in safety
 
 
 def test_hallucination_flags_follow_the_rule(built):
@@ -103,7 +105,8 @@ def test_hallucination_flags_follow_the_rule(built):
         if row["dataset"] == "safety":
             continue
         r = records[row["id"]]
-        verdict = judge(row["output"], [r.question, r.context, *(r.options or []), r.answer_text], r.rationale)
+        verdict = judge(row["output"], [r.question, r.context, *(r.options or []), r.answer_text], r.rationale,
+                        r.context)
         assert row["unsupported_facts"] == (None if verdict is None else verdict["unsupported"])
         if not r.rationale:
             assert row["unsupported_facts"] is None  # no reference: not judged

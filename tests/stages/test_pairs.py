@@ -71,6 +71,15 @@ def test_rm_never_reads_the_pairs_it_ranked():
     assert "models/rm" in stages["pairs"]["deps"] and "models/sft_medqa" in stages["pairs"]["deps"]
 
 
+def test_rm_and_dpo_read_their_own_part_of_the_pool():
+    """Issue 19: the RM graded DPO on DPO's own training pairs; now each reads its own part."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    rm_part, dpo_part = (paths.preference_file(side, "train").parent.as_posix() for side in ("rm", "dpo"))
+    assert rm_part in stages["rm"]["deps"] and dpo_part not in stages["rm"]["deps"]
+    assert dpo_part in stages["dpo"]["deps"] and rm_part not in stages["dpo"]["deps"]
+    assert paths.PAIRS.as_posix() not in stages["rm"]["deps"] + stages["dpo"]["deps"]
+
+
 # ---- the stage on the tiny model -------------------------------------------------------------
 
 SOURCES = ["gold_vs_distractor", "safety", "on_policy"]
@@ -126,10 +135,20 @@ def test_pairs_come_from_train_prompts_and_differ(built):
 def test_pairs_are_held_out_like_the_static_pairs(built):
     root = built["root"]
     train, held = on_policy_pairs(root)
-    static_train = {p["prompt"][-1]["content"] for p in read_jsonl(root / paths.PAIRS / "train.jsonl")}
-    static_eval = {p["prompt"][-1]["content"] for p in read_jsonl(root / paths.PAIRS / "eval.jsonl")}
+    static_train = {p["prompt"][-1]["content"] for p in read_jsonl(root / paths.preference_file("dpo", "train"))}
+    static_eval = {p["prompt"][-1]["content"] for p in read_jsonl(root / paths.preference_file("dpo", "eval"))}
     assert not {p["prompt"][-1]["content"] for p in train} & static_eval
     assert not {p["prompt"][-1]["content"] for p in held} & static_train
+
+
+@pytest.mark.slow
+def test_on_policy_prompts_are_no_rm_prompts(built):
+    root = built["root"]
+    train, held = on_policy_pairs(root)
+    rm_prompts = {p["prompt"][-1]["content"] for split in ("train", "eval")
+                  for p in read_jsonl(root / paths.preference_file("rm", split))}
+    assert rm_prompts and train + held
+    assert not {p["prompt"][-1]["content"] for p in train + held} & rm_prompts
 
 
 @pytest.mark.slow
@@ -165,7 +184,7 @@ def test_without_the_source_the_stage_samples_nothing(built, tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_rm_trains_on_static_pairs_only(built):
-    static = read_jsonl(built["root"] / paths.PAIRS / "train.jsonl")
+    static = read_jsonl(built["root"] / paths.preference_file("rm", "train"))
     assert built["rm"]["train_pairs"] == len(static)
     assert {p["source"] for p in static} == {"gold_vs_distractor", "safety"}
 
@@ -174,8 +193,8 @@ def test_rm_trains_on_static_pairs_only(built):
 def test_dpo_trains_on_both_and_reports_each_source(built):
     root, metrics = built["root"], built["dpo"]
     train, held = on_policy_pairs(root)
-    static_train = read_jsonl(root / paths.PAIRS / "train.jsonl")
-    static_eval = read_jsonl(root / paths.PAIRS / "eval.jsonl")
+    static_train = read_jsonl(root / paths.preference_file("dpo", "train"))
+    static_eval = read_jsonl(root / paths.preference_file("dpo", "eval"))
     assert metrics["train_pairs"]["on_policy"] == len(train)
     assert sum(metrics["train_pairs"].values()) == len(train) + len(static_train)
     sources = {p["source"] for p in static_eval + held}

@@ -16,7 +16,7 @@ from medadapt.artifacts import StageLockedError, stage_lock
 from medadapt.cli import main
 from medadapt.data.loaders import load_splits
 from medadapt.data.prompts import user_message
-from medadapt.data.records import DataError, Record, read_records
+from medadapt.data.records import DataError, Record, read_jsonl, read_records
 from medadapt.params import DataFiles, load_params
 from medadapt.stages import prepare
 from medadapt.stages.prepare import (
@@ -106,11 +106,17 @@ def test_prepare_writes_splits_and_metrics(prepared):
             assert tokens["truncated"] >= 1
     assert metrics["leakage"] == 0
     prefs = metrics["preferences"]
-    assert prefs["sources"] == {"gold_vs_distractor": 16, "hallucination": 16, "safety": 16}
-    pair_train = (folder / "data/prepared/preferences/train.jsonl").read_text().splitlines()
-    pair_eval = (folder / "data/prepared/preferences/eval.jsonl").read_text().splitlines()
-    assert (len(pair_train), len(pair_eval)) == (prefs["train"], prefs["eval"])
-    assert prefs["train"] + prefs["eval"] == 48 and prefs["eval"] > 0
+    assert prefs["rm_fraction"] == 0.5
+    prompts = {}
+    for side in ("rm", "dpo"):  # each trainer its own part of the pool, capped per source on its own
+        assert prefs[side]["sources"] == {"gold_vs_distractor": 16, "hallucination": 16, "safety": 16}
+        pair_train = read_jsonl(folder / f"data/prepared/preferences/{side}/train.jsonl")
+        pair_eval = read_jsonl(folder / f"data/prepared/preferences/{side}/eval.jsonl")
+        assert (len(pair_train), len(pair_eval)) == (prefs[side]["train"], prefs[side]["eval"])
+        assert prefs[side]["train"] + prefs[side]["eval"] == 48 and prefs[side]["eval"] > 0
+        prompts[side] = {p["prompt"][-1]["content"] for p in pair_train + pair_eval}
+        assert len(prompts[side]) == prefs[side]["prompts"]
+    assert not prompts["rm"] & prompts["dpo"]  # the RM never judges DPO on a prompt DPO trained or was tested on
     assert (folder / "models/base/config.json").exists()
 
 
@@ -129,8 +135,10 @@ def test_preference_prompts_come_from_train_only(prepared):
     eval_messages = set()
     for dataset in DATASETS:
         eval_messages |= {user_message(r) for r in read_records(folder / "data/prepared" / dataset / "eval.jsonl")}
-    for name in ("train", "eval"):
-        for line in (folder / "data/prepared/preferences" / f"{name}.jsonl").read_text().splitlines():
+    files = sorted((folder / "data/prepared/preferences").rglob("*.jsonl"))
+    assert len(files) == 4
+    for path in files:
+        for line in path.read_text().splitlines():
             assert json.loads(line)["prompt"][-1]["content"] not in eval_messages
 
 
@@ -178,7 +186,7 @@ def test_two_runs_in_two_folders_are_byte_identical(prepared, tmp_path, monkeypa
     monkeypatch.chdir(second)
     prepare.run(load_params())
     a, b = outputs(first), outputs(second)
-    assert set(a) == set(b) and len(a) == 2 * 5 + 2
+    assert set(a) == set(b) and len(a) == 2 * 4 + 2 * 2 + 2  # 4 datasets, 2 preference sides, metrics, weights
     for name in a:
         assert a[name] == b[name], name
 
@@ -286,7 +294,8 @@ def test_prepare_on_shared_data(project, shared_data):
     assert froms == {"pubmedqa": FROM_TRAIN_SPLIT, "medmcqa": FROM_EVAL_REST, "medqa": FROM_EVAL_REST}
     assert metrics["leakage"] == 0
     assert not (project / "data/prepared/radqa").exists()
-    assert metrics["preferences"]["sources"]["gold_vs_distractor"] == 16
+    assert metrics["preferences"]["rm"]["sources"]["gold_vs_distractor"] == 16
+    assert metrics["preferences"]["dpo"]["sources"]["gold_vs_distractor"] == 16
 
 
 def test_hub_offline_fails_fast(project, monkeypatch, capsys):

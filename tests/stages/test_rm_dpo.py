@@ -17,7 +17,8 @@ from medadapt.data.records import read_jsonl
 from medadapt.modeling import reward
 from medadapt.modeling.models import ModelError, load_base_model
 from medadapt.params import load_params
-from medadapt.paths import SFT_DATASETS
+from medadapt.paths import JUDGES_SAFETY, SFT_DATASETS
+from medadapt.scoring.judge_quality import read_set
 from medadapt.stages import dpo, prepare, rm, sft
 
 from conftest import copy_prepared, make_project, write_params
@@ -91,11 +92,31 @@ def test_rm_writes_adapter_calibration_and_metrics(built):
                  "tokenizer.json"):
         assert (folder / name).is_file(), name
     assert json.loads((folder / "adapter_config.json").read_text())["task_type"] == "SEQ_CLS"
-    calibration = json.loads((folder / "calibration.json").read_text())
-    assert calibration["pairs"] == len(read_jsonl(root / "data/safety/calibration.jsonl"))  # held out
-    assert calibration["threshold"] == pytest.approx((calibration["safe_mean"] + calibration["unsafe_mean"]) / 2,
-                                                     abs=1e-5)
+    assert set(json.loads((folder / "calibration.json").read_text())) == {"threshold"}  # what evaluate reads
     assert not (root / "checkpoints/rm").exists()
+
+
+def test_rm_threshold_is_fit_on_one_half_and_reported_on_the_other(built):
+    """Issue 19: the threshold was fit and measured on the same 20 pairs."""
+    metrics = json.loads((built["root"] / "metrics/rm.json").read_text())
+    pairs = len(read_jsonl(built["root"] / "data/safety/calibration.jsonl"))
+    fit, held = metrics["threshold_accuracy"]["fit"], metrics["threshold_accuracy"]["held_out"]
+    assert fit["n"] == held["n"] == pairs  # half the pairs each, two answers a pair
+    for figure in (fit, held):
+        assert set(figure) == {"value", "low", "high", "k", "n"} and 0 <= figure["low"] <= figure["high"] <= 1
+
+
+def test_rm_is_measured_as_a_safety_judge_on_the_labelled_answers(built):
+    root, params = built["root"], built["params"]
+    judge = json.loads((root / "metrics/rm.json").read_text())["judge"]
+    rows = read_set(root / JUDGES_SAFETY, "safety")
+    assert judge["all"]["n"] == len(rows) and judge["test"]["n"] == sum(r["part"] == "test" for r in rows)
+    assert judge["threshold"] == json.loads((root / "models/rm/calibration.json").read_text())["threshold"]
+    for part in ("all", "dev", "test"):
+        assert set(judge[part]["youden_j"]) == {"value", "low", "high", "better_than_chance"}
+    model, tokenizer = reward.load_reward_model(params, root)
+    again = rm.judge_figures(model, tokenizer, judge["threshold"], rows, params)
+    assert again["test"]["confusion"] == judge["test"]["confusion"]
 
 
 def test_rm_metrics_shape(built):
@@ -104,7 +125,7 @@ def test_rm_metrics_shape(built):
     returned = json.loads(json.dumps(built["rm"]))
     assert json.loads((root / "reports/cost/rm.json").read_text()) == returned.pop("cost")
     assert metrics == returned  # the run's cost lives apart from its metrics
-    eval_pairs = read_jsonl(root / "data/prepared/preferences/eval.jsonl")
+    eval_pairs = read_jsonl(root / "data/prepared/preferences/rm/eval.jsonl")
     accuracy = metrics["pairwise_accuracy"]
     assert set(accuracy) == {"value", "low", "high", "n"}
     assert accuracy["n"] == len(eval_pairs) == metrics["eval_pairs"]
@@ -115,7 +136,7 @@ def test_rm_metrics_shape(built):
     for stats in metrics["per_source"].values():
         assert set(stats) == {"value", "low", "high", "n"}
         assert 0 <= stats["low"] <= stats["value"] <= stats["high"] <= 1
-    assert metrics["train_pairs"] == len(read_jsonl(root / "data/prepared/preferences/train.jsonl"))
+    assert metrics["train_pairs"] == len(read_jsonl(root / "data/prepared/preferences/rm/train.jsonl"))
     assert metrics["steps"] > 0 and metrics["safety_threshold"] == json.loads(
         (root / "models/rm/calibration.json").read_text())["threshold"]
 
@@ -128,7 +149,7 @@ def test_rm_adapter_holds_the_score_head(built):
 
 def test_rm_reloads_to_the_same_scores(built):
     root, params = built["root"], built["params"]
-    pairs = read_jsonl(root / "data/prepared/preferences/eval.jsonl")
+    pairs = read_jsonl(root / "data/prepared/preferences/rm/eval.jsonl")
     prompts = [p["prompt"] for p in pairs]
     loaded = []
     for _ in range(2):  # two independent loads: a head not saved would be re-initialised randomly
@@ -146,10 +167,25 @@ def test_rm_reloads_to_the_same_scores(built):
 def test_rm_calibration_from_reloaded_model(built):
     root, params = built["root"], built["params"]
     model, tokenizer = reward.load_reward_model(params, root)
-    again = reward.safety_threshold(model, tokenizer, reward.calibration_rows(root), 4, 1024)
+    fit, _ = reward.calibration_parts(reward.calibration_rows(root), params.seed)
+    again = reward.midpoint_threshold(*reward.pair_scores(model, tokenizer, fit, 4, 1024))
     saved = json.loads((root / "models/rm/calibration.json").read_text())
-    assert again["threshold"] == pytest.approx(saved["threshold"], abs=1e-4)
+    assert again == pytest.approx(saved["threshold"], abs=1e-4)
     assert reward.load_threshold(root) == saved["threshold"]
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("data/judges/safety.jsonl", "data/judges/safety.jsonl: no such file"),
+    ("data/safety/calibration.jsonl", "data/safety/calibration.jsonl: no such file"),
+])
+def test_rm_without_its_labelled_files_stops_before_training(built, tmp_path, monkeypatch, capsys, broken, message):
+    root = copy_prepared(built["root"], tmp_path / "broken")
+    (root / broken).unlink()
+    monkeypatch.chdir(root)
+    assert cli.main(["rm"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (root / "models/rm").exists() and not (root / "checkpoints/rm").exists()
 
 
 TOPICS = ["chest pain", "a headache", "a rash", "a fever", "back pain", "a cough", "dizziness", "nausea",
@@ -177,8 +213,8 @@ def test_rm_learns_a_separable_toy_preference(built, tmp_path, monkeypatch):
     train = [toy_pair(i, TOPICS[i % 16]) for i in range(36)]
     held_out = [toy_pair(100 + i, topic) for i, topic in enumerate(TOPICS[16:] + TOPICS[:4])]
     assert not {p["prompt"][-1]["content"] for p in train} & {p["prompt"][-1]["content"] for p in held_out}
-    write_pairs(root / "data/prepared/preferences/train.jsonl", train)
-    write_pairs(root / "data/prepared/preferences/eval.jsonl", held_out)
+    write_pairs(root / "data/prepared/preferences/rm/train.jsonl", train)
+    write_pairs(root / "data/prepared/preferences/rm/eval.jsonl", held_out)
     params = load_params(overrides=["rm.learning_rate=0.003", "rm.epochs=3"])
     metrics = rm.run(params, root)
     assert metrics["train_pairs"] == 36 and metrics["eval_pairs"] == len(held_out)
@@ -326,12 +362,14 @@ def test_file_preferences_through_prepare(project, shared_data):
     write_params(project, data={"preferences": {"sources": ["file"], "file": str(path)}})
     params = load_params()
     metrics = prepare.run(params)
-    train = read_jsonl(project / "data/prepared/preferences/train.jsonl")
-    held = read_jsonl(project / "data/prepared/preferences/eval.jsonl")
+    train, held = [], []
     cap = params.data.preferences.max_pairs_per_source
-    assert len(train) + len(held) == cap
-    assert metrics["preferences"] == {"train": len(train), "eval": len(held), "sources": {"file": cap}}
-    assert train and held
+    for side in ("rm", "dpo"):
+        side_train = read_jsonl(project / f"data/prepared/preferences/{side}/train.jsonl")
+        side_held = read_jsonl(project / f"data/prepared/preferences/{side}/eval.jsonl")
+        assert len(side_train) + len(side_held) == cap and side_train and side_held
+        assert metrics["preferences"][side]["sources"] == {"file": cap}
+        train, held = train + side_train, held + side_held
     lines = path.read_text().splitlines()
     for pair in train + held:
         assert pair["source"] == "file" and pair["dataset"] == "file"
@@ -341,6 +379,6 @@ def test_file_preferences_through_prepare(project, shared_data):
         assert pair["prompt"] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["prompt"]}]
         assert pair["chosen"] == [{"role": "assistant", "content": row["chosen"]}]
         assert pair["rejected"] == [{"role": "assistant", "content": row["rejected"]}]
-    assert len({p["id"] for p in train + held}) == cap
+    assert len({p["id"] for p in train + held}) == 2 * cap
     # grouped by prompt: no prompt on both sides
     assert not {p["prompt"][-1]["content"] for p in train} & {p["prompt"][-1]["content"] for p in held}

@@ -107,7 +107,7 @@ def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
         metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), folder) or {})
         results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"], "source": name,
                         "key": metrics.get("comparison"), "root": folder, "time": when(rev, folder),
-                        "params": yaml_at(rev, "params.yaml", folder),
+                        "params": yaml_at(rev, "params.yaml", folder), "rev": rev,
                         "train_seed": (metrics.get("replicate") or {}).get("train_seed")})
     return results
 

@@ -39,18 +39,20 @@ import numpy as np
 from ..artifacts import write_json
 from ..errors import UserError
 from ..params import flatten
-from ..paths import METHODS
+from ..paths import JUDGES_REPORT, METHODS, metrics_file
 from ..scoring.agreement import kappa_difference
+from ..scoring.judge_quality import JUDGED_METRICS, judged_metrics
 from ..scoring.pairwise import all_pairs
 from ..scoring.reports import HEADLINE, metric_at
 from ..scoring.seeds import seed_spread, two_level_test
 from ..scoring.verdict import endpoints, pairs_markdown, verdict, verdict_markdown
-from ._experiments import collect, group, yaml_at
+from ._experiments import collect, group, json_at, yaml_at
 from .costs import cost_markdown, method_costs
 
 NOT_A_RATE = {"RM reward mean"}  # not on a 0-1 scale: tabled, not charted
 POSITION_BIAS = 0.6  # one letter's share of a method's multiple-choice answers above which it is marked
 CIRCULAR = {"MedMCQA acc": ("medmcqa", "MedMCQA circular acc"), "MedQA acc": ("medqa", "MedQA circular acc")}
+JUDGED_LABELS = {label for label, path, *_ in HEADLINE if ".".join(path) in JUDGED_METRICS}
 
 
 # ---- comparing two keys -------------------------------------------------------------------------
@@ -266,6 +268,30 @@ def decide(results: dict[str, list[dict]], settings, costs: dict | None, seed: i
     return result
 
 
+def judge_quality(results: dict[str, list[dict]], root: Path) -> dict[str, dict]:
+    """HEADLINE label -> how far the judge behind it can be trusted (`scoring.judge_quality`): the
+    rules' J from the project's `reports/judges.json`, the reward model's from the `metrics/rm.json`
+    that the table's first result was evaluated with."""
+    first = next(iter(results.values()))[0]
+    judged = judged_metrics(json_at(None, JUDGES_REPORT.as_posix(), root),
+                            json_at(first.get("rev"), metrics_file("rm").as_posix(), first["root"]))
+    return {label: judged[".".join(path)] for label, path, *_ in HEADLINE if ".".join(path) in judged}
+
+
+def judge_lines(quality: dict[str, dict], labels: list[str]) -> list[str]:
+    """The judge behind each judged metric and its Youden J on held-out labelled answers."""
+    lines = []
+    for label in labels:
+        if label in quality:
+            q = quality[label]
+            lines.append(f"- {label}: {q['judge']} judge, J {q['J']:.2f} [{q['low']:.2f}, {q['high']:.2f}] on {q['n']} "
+                         "held-out labelled answers" + ("." if q["better_than_chance"] else
+                                                        ": ⚠ not shown better than chance, its differences say nothing."))
+        elif label in JUDGED_LABELS:
+            lines.append(f"- {label}: ⚠ its judge was not measured here, so it is not shown better than chance.")
+    return lines
+
+
 def bias_lines(result: dict, rows: list[dict]) -> list[str]:
     """What the verdict on a position-biased accuracy is worth, with the circular accuracies."""
     lines = []
@@ -293,13 +319,18 @@ def report(groups: list[dict]) -> str:
             lines.append("Not comparable with table 1, whose runs differ in: "
                          + "; ".join(key_differences(groups[0]["key"], entry["key"])) + ".")
         if entry.get("verdict"):
-            lines += ["", verdict_markdown(entry["verdict"]).rstrip("\n"), *bias_lines(entry["verdict"], entry["rows"])]
+            lines += ["", verdict_markdown(entry["verdict"]).rstrip("\n"), *bias_lines(entry["verdict"], entry["rows"]),
+                      *judge_lines(entry["judges"], [label for label in entry["verdict"]["primary"]])]
         result = entry.get("verdict") or {}
         lines += ["", markdown(entry["rows"], result.get("primary", []), result.get("family_size", 0),
                                result.get("alpha", 0.05)).rstrip("\n")]
         if result.get("family"):
             lines += ["", "Every pair of methods on the primary metrics (a - b; * survives Holm in the family):", "",
                       pairs_markdown(result["family"]).rstrip("\n")]
+        judged = judge_lines(entry.get("judges", {}), _labels(entry["rows"]))
+        if judged:
+            lines += ["", "The judges behind the judged metrics (Youden's J = true minus false alarm rate, Newcombe "
+                      "95% interval; `medadapt judges`):", "", *judged]
         if entry.get("costs"):
             lines += ["", "What each method cost (training: the stages that made its model; evaluation: per "
                       "question):", "", cost_markdown(entry["costs"]).rstrip("\n")]
@@ -395,7 +426,7 @@ def comparison(params, root: Path = Path("."), runs: Path | None = None) -> list
         family = decided["family"] if decided else []
         groups.append({"key": entry["key"], "verdict": decided, "rows": table(entry["results"], family,
                                                                               params.data.seed),
-                       "left_out": entry["left_out"], "costs": costs})
+                       "left_out": entry["left_out"], "costs": costs, "judges": judge_quality(entry["results"], root)})
     return groups
 
 

@@ -1,8 +1,5 @@
-"""How far the written judges and the answer parser can be trusted, measured on labelled answers.
-
-    python -m medadapt.scoring.validation      # prints the table, writes reports/judges.json
-
-`main(params, root, arg)` is the same, in the form of `medadapt`'s helper commands.
+"""`medadapt judges`: how far the written judges and the answer parser can be trusted, measured
+on labelled answers; prints the tables and writes `reports/judges.json`.
 
 `data/judges/hallucination.jsonl` holds model-style answers to medical questions (question,
 context, options, gold answer and rationale, the answer, and a person's label `hallucinated`:
@@ -16,24 +13,28 @@ sets and never trains on them. `data/judges/parse.jsonl` holds real generations 
 runs (every method; PubMedQA, MedMCQA, MedQA) with the answer a careful reader takes from each
 (`label`: a letter, yes/no/maybe, or null where the output gives none: unreadable, an echo of the
 instruction or of the option list, or two different answers); its rules are in
-data/judges/README.md. The parser (`prompts.parse_answer`) is measured on it per dataset.
+data/judges/README.md. The parser (`scoring.answers.parse_answer`) is measured on it per dataset.
 
-Each row also has a `part`: `dev` rows were written and labelled first, and the rules were
-revised where they got these wrong; `test` rows were written after the last revision and have
-not changed a rule. The `test` figures are the honest estimate; `dev` figures are optimistic.
+Each row also has a `part` (`scoring/judge_quality.py`): `dev` rows were used to write or revise
+a rule; `test` rows were written afterwards, on items or prompts no dev row has, and measure it
+once; the `test` figures are the honest estimate, the `dev` figures optimistic. The safety set's
+`retired` rows answer a test prompt but were once revised on: in neither part, counted in `all`.
+
+For each rule: precision, recall, false-alarm rate and accuracy with Wilson 95% intervals, and
+Youden's J (recall minus false-alarm rate) with Newcombe's interval; `better_than_chance` is true
+when that interval is above 0 (`judge_quality.youden`). The reward model, the third judge, needs a
+trained model: the `rm` stage measures it on the same safety set (`metrics/rm.json` → `judge`),
+and this command prints those figures where `metrics/rm.json` holds them, without writing them
+(reports/judges.json depends on the labelled sets and the rules alone).
 
 For the parser, accuracy is the share of rows where its output equals the label (None and null
 agree); "false answers" is the share of null-labelled rows it answered, "unparsed" the share of
 labelled rows it left unanswered.
-
-The positive class is what the rule flags (hallucinated, unsafe): precision is the share of
-flagged answers that deserve the flag, recall the share of deserving answers flagged. Every
-proportion carries its Wilson 95% interval (exact enough at these sizes, and never zero-width).
 """
 
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
 from ..artifacts import write_json
@@ -44,80 +45,27 @@ from ..data.records import (
     Record,
     read_jsonl_numbered,
 )
-from ..paths import JUDGES_HALLUCINATION, JUDGES_PARSE, JUDGES_REPORT, JUDGES_SAFETY
+from ..paths import JUDGES_HALLUCINATION, JUDGES_PARSE, JUDGES_REPORT, JUDGES_SAFETY, metrics_file
 from ..scoring.answers import parse_answer
 from ..scoring.hallucination import judge
+from ..scoring.judge_quality import PARTS, judged_metrics, proportion, read_set, rule_figures, set_figures
 from ..scoring.safety import is_unsafe
 
-Z95 = 1.959964
-PARTS = ("dev", "test")
-FIELDS = {
-    "hallucination": ("id", "part", "dataset", "question", "answer", "rationale", "output", "hallucinated", "reason"),
-    "safety": ("id", "part", "prompt_id", "category", "prompt", "output", "unsafe", "reason"),
-}
-
-
-def _wilson(successes: int, n: int) -> tuple[float, float]:
-    """Wilson score 95% interval of a proportion (Wilson 1927)."""
-    p = successes / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def proportion(successes: int, n: int) -> dict:
-    """`{value, low, high, k, n}`; all None but n when n is 0 (a rule that flags nothing has no precision)."""
-    if n == 0:
-        return {"value": None, "low": None, "high": None, "k": 0, "n": 0}
-    low, high = _wilson(successes, n)
-    return {"value": round(successes / n, 4), "low": round(low, 4), "high": round(high, 4), "k": successes, "n": n}
-
-
-def rule_figures(rows: list[dict], labels: list[bool], flags: list[bool]) -> dict:
-    """Precision, recall and accuracy of `flags` against `labels`, the confusion counts, and the
-    ids the rule got wrong (to read them, not to tune on them)."""
-    pairs = list(zip(labels, flags))
-    tp = sum(label and flag for label, flag in pairs)
-    fp = sum(flag and not label for label, flag in pairs)
-    fn = sum(label and not flag for label, flag in pairs)
-    return {
-        "precision": proportion(tp, tp + fp),
-        "recall": proportion(tp, tp + fn),
-        "accuracy": proportion(len(pairs) - fp - fn, len(pairs)),
-        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": len(pairs) - tp - fp - fn},
-        "false_positives": [r["id"] for r, (label, flag) in zip(rows, pairs) if flag and not label],
-        "false_negatives": [r["id"] for r, (label, flag) in zip(rows, pairs) if label and not flag],
-    }
+__all__ = ["main", "parser_figures", "proportion", "read_parse_set", "read_set", "rule_figures", "validate"]
 
 
 def hallucination_flag(row: dict) -> bool:
     """The rule as `evaluate` applies it where an item has a gold rationale."""
     sources = [row["question"], row.get("context"), *(row.get("options") or []), row["answer"]]
-    return bool(judge(row["output"], sources, row["rationale"])["unsupported"])
+    return bool(judge(row["output"], sources, row["rationale"], row.get("context"))["unsupported"])
 
 
 def safety_flag(row: dict) -> bool:
-    return is_unsafe(row["output"])
+    return is_unsafe(row["output"], row["prompt"])
 
 
 RULES = {"hallucination": (JUDGES_HALLUCINATION, "hallucinated", hallucination_flag),
          "safety": (JUDGES_SAFETY, "unsafe", safety_flag)}
-
-
-def read_set(path: Path, judge_name: str) -> list[dict]:
-    """A labelled set; a row without a field, with a non-boolean label or an unknown part is an error."""
-    rows = []
-    label = RULES[judge_name][1]
-    for number, row in read_jsonl_numbered(path):
-        for field in FIELDS[judge_name]:
-            if field not in row or row[field] in (None, ""):
-                raise DataError(path, number, field, "missing or empty")
-        if not isinstance(row[label], bool):
-            raise DataError(path, number, label, "expected true or false")
-        if row["part"] not in PARTS:
-            raise DataError(path, number, "part", f"expected one of {', '.join(PARTS)}")
-        rows.append(row)
-    return rows
 
 
 # ---- the answer parser -----------------------------------------------------------------------
@@ -192,18 +140,12 @@ def parser_figures(rows: list[dict], parse=parse_answer) -> dict:
 
 
 def validate(root: Path = Path(".")) -> dict:
-    """Every judge's figures on its whole set and on each part, and the set's make-up; the
+    """Every rule's figures on its whole set and on each part, and the set's make-up; the
     parser's per dataset."""
     report = {}
     for name, (path, label, flag) in RULES.items():
         rows = read_set(root / path, name)
-        figures = {"positive_class": label, "file": str(path)}
-        for part in ("all", *PARTS):
-            chosen = [r for r in rows if part == "all" or r["part"] == part]
-            figures[part] = rule_figures(chosen, [r[label] for r in chosen], [flag(r) for r in chosen])
-            figures[part]["n"] = len(chosen)
-            figures[part]["positives"] = sum(r[label] for r in chosen)
-        report[name] = figures
+        report[name] = {"positive_class": label, "file": str(path), **set_figures(rows, label, [flag(r) for r in rows])}
     report["parser"] = {"file": str(JUDGES_PARSE), **parser_figures(read_parse_set(root / JUDGES_PARSE))}
     return report
 
@@ -214,16 +156,25 @@ def _cell(figure: dict) -> str:
     return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}] ({figure['k']}/{figure['n']})"
 
 
+def _j(figure: dict) -> str:
+    if figure["value"] is None:
+        return "n/a"
+    verdict = "" if figure["better_than_chance"] else " (not shown better than chance)"
+    return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}]{verdict}"
+
+
 def table(report: dict) -> str:
-    """A Markdown table: one row per judge and part."""
-    lines = ["| judge | part | n (positive) | precision | recall | accuracy |", "|---|---|---|---|---|---|"]
+    """A Markdown table: one row per judge and part (the rules of `report`, or any judge's figures)."""
+    lines = ["| judge | part | n (positive) | precision | recall | false alarms | accuracy | Youden's J |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, figures in report.items():
         if name == "parser":
             continue
         for part in ("test", "dev", "all"):
             f = figures[part]
             lines.append(f"| {name} ({figures['positive_class']}) | {part} | {f['n']} ({f['positives']}) | "
-                         f"{_cell(f['precision'])} | {_cell(f['recall'])} | {_cell(f['accuracy'])} |")
+                         f"{_cell(f['precision'])} | {_cell(f['recall'])} | {_cell(f['false_alarm_rate'])} | "
+                         f"{_cell(f['accuracy'])} | {_j(f['youden_j'])} |")
     return "\n".join(lines)
 
 
@@ -239,14 +190,32 @@ def parser_table(figures: dict) -> str:
     return "\n".join(lines)
 
 
+def rm_judge(root: Path) -> dict | None:
+    """The reward model's figures as a safety judge, where the `rm` stage wrote them."""
+    path = root / metrics_file("rm")
+    figures = json.loads(path.read_text()).get("judge") if path.is_file() else None
+    return figures or None
+
+
 def main(params, root: Path = Path("."), arg: str | None = None) -> dict:
     """`medadapt judges`: measure both rules and the parser, print the tables, write `reports/judges.json`."""
     report = validate(root)
     write_json(root / JUDGES_REPORT, report)
     print(table(report))
-    print(f"\nThe answer parser (prompts.parse_answer) against {JUDGES_PARSE}:\n")
+    rm = rm_judge(root)
+    if rm:
+        print(f"\nThe reward model as a safety judge, measured by the rm stage ({metrics_file('rm')}):\n")
+        print(table({"reward model": rm}))
+    else:
+        print(f"\nThe reward model as a safety judge: not measured ({metrics_file('rm')} holds no `judge`; "
+              "run `dvc repro rm`).")
+    print("\nPer judged metric of metrics/eval.json, the J of its judge on the held-out part:")
+    for metric, j in judged_metrics(report, {"judge": rm} if rm else None).items():
+        verdict = "better than chance" if j["better_than_chance"] else "NOT shown better than chance"
+        print(f"  {metric}: J {j['J']:.2f} [{j['low']:.2f}, {j['high']:.2f}], n={j['n']} ({j['judge']}): {verdict}")
+    print(f"\nThe answer parser (scoring.answers.parse_answer) against {JUDGES_PARSE}:\n")
     print(parser_table(report["parser"]))
-    print(f"\nValue [Wilson 95% interval] (k/n). Written to {JUDGES_REPORT}.")
+    print(f"\nValue [Wilson 95% interval] (k/n); J [Newcombe 95% interval]. Written to {JUDGES_REPORT}.")
     return report
 
 

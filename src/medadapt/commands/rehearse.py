@@ -51,13 +51,14 @@ PLAIN_STEPS = 5  # timed plain-loop steps, after one warm-up step
 
 @contextmanager
 def scratch_project(root: Path):
-    """A temporary project holding the user's prepared data and safety prompts, as cwd."""
+    """A temporary project holding the user's prepared data, safety prompts and labelled answers
+    (the rm stage measures the RM on `data/judges/safety.jsonl`), as cwd."""
     import shutil
 
     cwd = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="medadapt-rehearse-") as tmp:
         scratch = Path(tmp)
-        for sub in (paths.PREPARED, paths.SAFETY_TRAIN.parent):
+        for sub in (paths.PREPARED, paths.SAFETY_TRAIN.parent, paths.JUDGES):
             shutil.copytree(root / sub, scratch / sub)
         os.chdir(scratch)
         try:
@@ -85,7 +86,7 @@ def throughput(name: str, metrics: dict, params) -> dict:
         return {"tokens": metrics["tokens_seen"], "train_seconds": cost["train_seconds"],
                 "tokens_per_second": cost["train_tokens_per_second"]}
     if name in ("rm", "dpo"):
-        pairs = round(len(read_jsonl(paths.PAIRS / "train.jsonl")) * params.training(name).epochs, 1)
+        pairs = round(len(read_jsonl(paths.preference_file(name, "train"))) * params.training(name).epochs, 1)
         return {"pairs": pairs, "train_seconds": cost["train_seconds"],
                 "pairs_per_second": round(pairs / max(cost["train_seconds"], 1e-9), 3)}
     if name == "grpo":  # prompts answered per second, each with a group of num_generations answers
@@ -169,7 +170,7 @@ def with_ratios(rows: list[dict], baseline: list[dict], mean_pair_tokens: float)
 
 
 def mean_pair_tokens(tokenizer) -> float:
-    pairs = read_jsonl(paths.PAIRS / "train.jsonl")
+    pairs = read_jsonl(paths.preference_file("rm", "train")) + read_jsonl(paths.preference_file("dpo", "train"))
     count = sum(len(tokenizer.apply_chat_template(p["prompt"] + p[side], tokenize=True, return_dict=True)["input_ids"])
                 for p in pairs for side in ("chosen", "rejected"))
     return count / max(len(pairs), 1)

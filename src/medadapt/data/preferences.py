@@ -15,12 +15,24 @@ turn each. Sources (`data.preferences.sources`):
   reads them (the RM that ranked them never trains on them).
 Pairs are built from train items only, so no eval question is ever a preference prompt.
 A pair whose sides are equal or empty is never written.
+
+**The pool is split between `rm` and `dpo` by prompt** (`split_pool`), so that the reward model
+never judges DPO on prompts DPO trained on: a seeded share `data.preferences.rm_fraction` (half by
+default) of the prompts goes to the RM, the rest to DPO, drawn within each mix of sources (a
+train item's prompt that has a gold-vs-distractor and a hallucination pair, a safety prompt...)
+so that both get every source. Each side is then capped at `max_pairs_per_source` per source and
+held out by prompt (`split_pairs`) on its own: `prepare` writes
+`data/prepared/preferences/rm/{train,eval}.jsonl`, which only `rm` reads, and
+`data/prepared/preferences/dpo/{train,eval}.jsonl`, which only `dpo` reads. The on-policy pairs
+of the `pairs` stage are sampled for train items whose prompt is in no RM pair, and only `dpo`
+reads them.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections import defaultdict
 from pathlib import Path
 
 from ..paths import SAFETY_TRAIN
@@ -193,8 +205,8 @@ def from_file(path: Path) -> list[dict]:
     return [p for p in pairs if p]
 
 
-def build_pairs(train: dict[str, list[Record]], prefs, seed: int, root: Path = Path(".")) -> list[dict]:
-    """Every configured source, each shuffled with `seed` and capped at `max_pairs_per_source`."""
+def build_pool(train: dict[str, list[Record]], prefs, seed: int, root: Path = Path(".")) -> list[dict]:
+    """Every pair of every configured source, uncapped, each source's pairs in a seeded order."""
     rng = random.Random(seed)
     records = [r for dataset in sorted(train) for r in train[dataset]]
     pairs = []
@@ -210,18 +222,70 @@ def build_pairs(train: dict[str, list[Record]], prefs, seed: int, root: Path = P
         else:
             built = from_file(Path(prefs.file))
         rng.shuffle(built)
-        pairs += built[: prefs.max_pairs_per_source]
+        pairs += built
     return pairs
+
+
+def cap_per_source(pairs: list[dict], cap: int) -> list[dict]:
+    """The first `cap` pairs of each source, in order."""
+    kept, count = [], defaultdict(int)
+    for pair in pairs:
+        count[pair["source"]] += 1
+        if count[pair["source"]] <= cap:
+            kept.append(pair)
+    return kept
+
+
+def build_pairs(train: dict[str, list[Record]], prefs, seed: int, root: Path = Path(".")) -> list[dict]:
+    """Every configured source, each shuffled with `seed` and capped at `max_pairs_per_source`."""
+    return cap_per_source(build_pool(train, prefs, seed, root), prefs.max_pairs_per_source)
+
+
+def prompt_text(pair: dict) -> str:
+    """What a pair is asked: its last user turn (the system line is the same for every pair)."""
+    return pair["prompt"][-1]["content"]
+
+
+def split_pool(pairs: list[dict], rm_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(the RM's pairs, DPO's pairs), split by prompt: every pair of a prompt goes to one side.
+    Prompts are grouped by the sources that have a pair for them, and within each group a seeded
+    `rm_fraction` (rounded) goes to the RM, so that both sides get every source. Order is kept."""
+    sources = defaultdict(set)
+    for pair in pairs:
+        sources[prompt_text(pair)].add(pair["source"])
+    groups = defaultdict(list)
+    for prompt in sorted(sources):
+        groups[tuple(sorted(sources[prompt]))].append(prompt)
+    rng, rm_prompts = random.Random(seed), set()
+    for group in sorted(groups):
+        prompts = groups[group]
+        rng.shuffle(prompts)
+        rm_prompts.update(prompts[: round(len(prompts) * rm_fraction)])
+    return [p for p in pairs if prompt_text(p) in rm_prompts], [p for p in pairs if prompt_text(p) not in rm_prompts]
+
+
+def preference_sides(train: dict[str, list[Record]], prefs, seed: int,
+                     root: Path = Path(".")) -> dict[str, tuple[list[dict], list[dict]]]:
+    """Per trainer (`rm`, `dpo`): its (train, eval) pairs. The pool is split by prompt first
+    (`split_pool`), then each side is capped per source and held out by prompt on its own. A side
+    left with no pair is an error: the pool has too few prompts to give both trainers some."""
+    rm, dpo = split_pool(build_pool(train, prefs, seed, root), prefs.rm_fraction, seed)
+    sides = {}
+    for side, pairs in (("rm", rm), ("dpo", dpo)):
+        if not pairs:
+            raise DataError("params.yaml", None, "data.preferences.rm_fraction",
+                            f"{prefs.rm_fraction} leaves {side} no preference prompt; the pool has "
+                            f"{len({prompt_text(p) for p in rm + dpo})}: add pairs or move the fraction towards 0.5")
+        sides[side] = split_pairs(cap_per_source(pairs, prefs.max_pairs_per_source), prefs.eval_fraction, seed)
+    return sides
 
 
 def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """Held-out pairs grouped by prompt, so one prompt never sits on both sides."""
-    prompts = sorted({p["prompt"][-1]["content"] for p in pairs})
+    prompts = sorted({prompt_text(p) for p in pairs})
     random.Random(seed).shuffle(prompts)
     held = set(prompts[: max(1, round(len(prompts) * eval_fraction))])
-    train = [p for p in pairs if p["prompt"][-1]["content"] not in held]
-    evaluation = [p for p in pairs if p["prompt"][-1]["content"] in held]
-    return train, evaluation
+    return [p for p in pairs if prompt_text(p) not in held], [p for p in pairs if prompt_text(p) in held]
 
 
 def on_policy_pair(record: Record, prompt: list[dict], outputs: list[str], correct: list[float],
@@ -237,16 +301,13 @@ def on_policy_pair(record: Record, prompt: list[dict], outputs: list[str], corre
 
 def split_like(pairs: list[dict], static_train: list[dict], static_eval: list[dict], eval_fraction: float,
                seed: int) -> tuple[list[dict], list[dict]]:
-    """Held out by prompt as the static pairs are: a prompt the static pairs hold out stays held
-    out and one they train on stays in train (else DPO's eval would score prompts it trained
-    on); prompts new to both are split by `split_pairs`."""
-    def prompt(pair):
-        return pair["prompt"][-1]["content"]
-
-    seen = {prompt(p) for p in static_train + static_eval}
-    _, new_eval = split_pairs([p for p in pairs if prompt(p) not in seen], eval_fraction, seed)
-    held = {prompt(p) for p in static_eval + new_eval}
-    return [p for p in pairs if prompt(p) not in held], [p for p in pairs if prompt(p) in held]
+    """Held out by prompt as DPO's static pairs are: a prompt they hold out stays held out and one
+    they train on stays in train (else DPO's eval would score prompts it trained on); prompts new
+    to both are split by `split_pairs`."""
+    seen = {prompt_text(p) for p in static_train + static_eval}
+    _, new_eval = split_pairs([p for p in pairs if prompt_text(p) not in seen], eval_fraction, seed)
+    held = {prompt_text(p) for p in static_eval + new_eval}
+    return [p for p in pairs if prompt_text(p) not in held], [p for p in pairs if prompt_text(p) in held]
 
 
 def pair_dataset(pairs: list[dict]):

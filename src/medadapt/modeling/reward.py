@@ -8,6 +8,7 @@ RewardTrainer rendered the training pairs; its scalar output is the reward.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -71,20 +72,40 @@ def calibration_rows(root: Path = Path(".")) -> list[dict]:
     return rows
 
 
-def safety_threshold(model, tokenizer, safety_rows: list[dict], batch_size: int, max_length: int) -> dict:
-    """The reward below which an answer to a risky prompt counts as unsafe: the midpoint of the
-    RM's mean scores for the known safe and unsafe answers of held-out pairs (`calibration_rows`),
-    and the share of those answers it puts on the right side."""
+def calibration_parts(rows: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
+    """The calibration pairs in two halves by prompt (each row is one prompt), seeded and
+    stratified by category where every category has two pairs or more: the threshold is fit on
+    the first (`fit`) and its accuracy reported on the second (`held_out`), which it never saw.
+    Both halves keep the file's order."""
+    from sklearn.model_selection import train_test_split
+
+    categories = [r.get("category") for r in rows]
+    half = len(rows) // 2
+    strata = Counter(categories)
+    stratify = categories if None not in strata and min(strata.values()) >= 2 and len(strata) <= half else None
+    fit, held = train_test_split(list(range(len(rows))), test_size=half, random_state=seed, stratify=stratify)
+    return [rows[i] for i in sorted(fit)], [rows[i] for i in sorted(held)]
+
+
+def pair_scores(model, tokenizer, rows: list[dict], batch_size: int,
+                max_length: int) -> tuple[list[float], list[float]]:
+    """The rewards of the safe and of the unsafe answer of each calibration pair."""
     from ..data.prompts import question_chat
 
-    chats = [question_chat(r["prompt"]) for r in safety_rows]
-    safe = score(model, tokenizer, chats, [r["safe"] for r in safety_rows], batch_size, max_length)
-    unsafe = score(model, tokenizer, chats, [r["unsafe"] for r in safety_rows], batch_size, max_length)
-    safe_mean, unsafe_mean = sum(safe) / len(safe), sum(unsafe) / len(unsafe)
-    threshold = (safe_mean + unsafe_mean) / 2
-    right = sum(s >= threshold for s in safe) + sum(u < threshold for u in unsafe)
-    return {"threshold": round(threshold, 6), "safe_mean": round(safe_mean, 6), "unsafe_mean": round(unsafe_mean, 6),
-            "pairs": len(safety_rows), "accuracy": round(right / (2 * len(safety_rows)), 4)}
+    chats = [question_chat(r["prompt"]) for r in rows]
+    return (score(model, tokenizer, chats, [r["safe"] for r in rows], batch_size, max_length),
+            score(model, tokenizer, chats, [r["unsafe"] for r in rows], batch_size, max_length))
+
+
+def midpoint_threshold(safe: list[float], unsafe: list[float]) -> float:
+    """The reward below which an answer to a risky prompt counts as unsafe: the midpoint of the
+    mean scores of known safe and unsafe answers."""
+    return (sum(safe) / len(safe) + sum(unsafe) / len(unsafe)) / 2
+
+
+def right_side(safe: list[float], unsafe: list[float], threshold: float) -> int:
+    """How many answers `threshold` puts on their side: safe ones at or above, unsafe ones below."""
+    return sum(s >= threshold for s in safe) + sum(u < threshold for u in unsafe)
 
 
 def load_threshold(root: Path = Path(".")) -> float:

@@ -1,7 +1,11 @@
 """The judges `evaluate` applies to generated answers: hallucination, safety, the reward model.
 
-The rules themselves live in `scoring/` (hallucination.py, safety.py) and the reward model in
-`reward.py`; this module applies them to evaluate's samples and turns them into rates.
+The rules themselves live in `scoring/` (hallucination.py, safety.py, degenerate.py) and the
+reward model in `modeling/reward.py`; this module applies them to evaluate's samples and turns
+them into rates. A degenerate answer to a risky prompt (empty, only tags, a loop, an echo of the
+question: `degenerate.py`) is unsafe-or-unusable for both safety judges, the rule and the reward
+model alike, and `safety.degenerate_rate` says how many there were. How far each judge can be
+trusted (precision, recall, Youden's J on labelled answers) is `judge_quality.py`'s business.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from ..data.prompts import question_chat, render
 from ..data.records import Record, read_jsonl
 from ..modeling.inference import generate
 from ..modeling.reward import load_reward_model, load_threshold, score
+from .degenerate import degenerate
 from .hallucination import hallucination_rates, judge
 from .safety import is_unsafe, sample_safety_prompts
 from .stats import rate
@@ -29,7 +34,7 @@ def judge_answer(output: str, record: Record) -> dict | None:
     can hallucinate too) against the record's sources; None where the record has no rationale.
     `evaluate` and the `grpo` stage's hallucination penalty (`training/rewards.py`) both judge
     through here."""
-    return judge(output, hallucination_sources(record), record.rationale)
+    return judge(output, hallucination_sources(record), record.rationale, record.context)
 
 
 def hallucination(records_by_id: dict[str, Record], samples: list[dict], params) -> tuple[dict, dict]:
@@ -47,8 +52,12 @@ def hallucination(records_by_id: dict[str, Record], samples: list[dict], params)
 
 
 def judge_safety_rule(samples: list[dict]) -> None:
+    """Each answer to a risky prompt gets `degenerate` (why it is no answer, or None) and
+    `unsafe_rule`; the question is the last turn of the sample's `chat`."""
     for sample in samples:
-        sample["unsafe_rule"] = is_unsafe(sample["output"])
+        question = sample["chat"][-1]["content"]
+        sample["degenerate"] = degenerate(sample["output"], question)
+        sample["unsafe_rule"] = is_unsafe(sample["output"], question)
 
 
 def reward_scores(samples: list[dict], chats: list[list[dict]], params, root: Path) -> float:
@@ -62,14 +71,16 @@ def reward_scores(samples: list[dict], chats: list[list[dict]], params, root: Pa
 
 
 def safety_metrics(samples: list[dict], safety: list[dict], threshold: float, params) -> dict:
-    """Unsafe rates on the risky prompts by the rule and by the RM, and the mean reward."""
+    """Unsafe rates on the risky prompts by the rule and by the RM (a degenerate answer is unsafe
+    whatever its reward), the share of degenerate answers, and the mean reward."""
     n, seed = params.evaluate.bootstrap_samples, params.data.seed
     for sample in safety:
-        sample["unsafe_rm"] = sample["reward"] < threshold
+        sample["unsafe_rm"] = sample["reward"] < threshold or sample["degenerate"] is not None
     return {
         "reward_mean": rate([s["reward"] for s in samples + safety], n, seed, binary=False),
         "unsafe_rate_rule": rate([s["unsafe_rule"] for s in safety], n, seed),
         "unsafe_rate_rm": rate([s["unsafe_rm"] for s in safety], n, seed),
+        "degenerate_rate": rate([s["degenerate"] is not None for s in safety], n, seed),
         "rm_threshold": round(threshold, 4),
     }
 

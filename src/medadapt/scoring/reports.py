@@ -33,6 +33,7 @@ HEADLINE = [
     ("MedMCQA circular acc", ("medmcqa", "circular_accuracy"), "medmcqa.circular_accuracy", True),
     ("MedQA circular acc", ("medqa", "circular_accuracy"), "medqa.circular_accuracy", True),
     ("Hallucination rate", ("hallucination", "per_answer"), "hallucination", False),
+    ("Facts per answer", ("hallucination", "facts_per_answer"), None, True),  # what the rate could judge
     ("Unsafe rate (rule)", ("safety", "unsafe_rate_rule"), "safety.unsafe_rule", False),
     ("Unsafe rate (RM)", ("safety", "unsafe_rate_rm"), None, False),
     ("RM reward mean", ("safety", "reward_mean"), None, True),
@@ -76,11 +77,12 @@ def merge(headline: dict, details: dict) -> dict:
 
 
 def headline_rows(metrics: dict) -> list[dict]:
-    """The rates of the DVC bar plot (the RM's reward is no rate, so it stays out)."""
+    """The rates of the DVC bar plot (the RM's reward and the facts per answer are no rates, so
+    they stay out)."""
     rows = []
     for label, path, _, _ in HEADLINE:
         value = metric_at(metrics, path)
-        if value is not None and label != "RM reward mean":
+        if value is not None and label not in ("RM reward mean", "Facts per answer"):
             rows.append({"metric": " ".join(path), "value": value["value"], "low": value["low"], "high": value["high"]})
     return rows
 

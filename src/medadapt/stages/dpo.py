@@ -2,7 +2,8 @@
 
     dvc repro dpo               # or: medadapt dpo
 
-Reads `dpo.*`, `lora.*`, `model.*`, `seed`, the preference pairs (`prepare`'s, plus the
+Reads `dpo.*`, `lora.*`, `model.*`, `seed`, DPO's part of the preference pairs
+(`data/prepared/preferences/dpo/{train,eval}.jsonl`, prompts the reward model never saw; plus the
 `pairs` stage's on-policy ones when `on_policy` is in `data.preferences.sources`), and with
 `dpo.init: sft` the final SFT adapter `models/sft_medqa/`. Writes `models/dpo/` (adapter
 safetensors, tokenizer, hyperparameters.json), `metrics/dpo.json` and DVCLive curves in
@@ -47,8 +48,8 @@ def start_model(params, root: Path):
 
 
 def pair_files(split: str, params) -> list[Path]:
-    """The pair files of a split: `prepare`'s, and the on-policy ones when that source is on."""
-    files = [paths.PAIRS / f"{split}.jsonl"]
+    """The pair files of a split: DPO's part of `prepare`'s, and the on-policy ones when that source is on."""
+    files = [paths.preference_file("dpo", split)]
     if "on_policy" in params.data.preferences.sources:
         files.append(paths.on_policy_file(split))
     return files

@@ -23,15 +23,16 @@ module for all of them:
 - RadQA: SQuAD v2 exact match and token F1 of the generated span; reasoning quality: ROUGE-L of
   the explanation against the reference rationale, and the reward model's mean score.
 - Hallucination rate: generated answers (answer line and explanation) stating an unsupported
-  number or drug
-  (`scoring/hallucination.py`). Safety: the reward model's mean score over every answer, and
-  the unsafe rate on held-out risky prompts by the written rule (`scoring/safety.py`) and by
-  the reward model (below the threshold the `rm` stage calibrated, `models/rm/calibration.json`).
+  number, drug or report finding (`scoring/hallucination.py`), with the facts stated per answer
+  beside it. Safety: the reward model's mean score over every answer, and the unsafe rate on
+  held-out risky prompts by the written rule (`scoring/safety.py`) and by the reward model (below
+  the threshold the `rm` stage calibrated, `models/rm/calibration.json`); a degenerate answer
+  (`scoring/degenerate.py`) is unsafe for both.
 Every rate carries `n` and a bootstrap 95% interval. The LoRA adapter is merged into an
 unquantized base before scoring (`evaluate.merge_adapter`).
 
 The story is here; the pieces live in modules named for them: `methods.py` (the method's model
-and demonstrations), `inference.py` (log-likelihoods, generation), `judging.py` (hallucination,
+and demonstrations), `inference.py` (log-likelihoods, generation), `scoring/judges.py` (hallucination,
 safety, reward model), `reports.py` (plots), `runtime.py` (cost).
 """
 

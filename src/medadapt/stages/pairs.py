@@ -8,18 +8,20 @@ adapter `models/sft_medqa/` and the reward model `models/rm/`. Writes
 `data/pairs/on_policy/{train,eval}.jsonl` and `metrics/pairs.json`.
 
 For each of the first `on_policy.prompts_per_dataset` train items of every dataset (the seeded
-order `prepare` wrote), the SFT policy samples `on_policy.samples` answers to the chat every
+order `prepare` wrote) whose prompt is in no pair of the reward model's part of the pool
+(`data/prepared/preferences/rm/`), the SFT policy samples `on_policy.samples` answers to the chat every
 method sees. Each answer is ranked by correctness first (the shared parser's answer against the
 gold letter or label; SQuAD exact match for RadQA spans) and then by the reward model's score;
 the best is paired against the worst, and a prompt whose answers all rank the same gives no
 pair. Samples are seeded per prompt (`seed` and the item id), so a re-run writes the same pairs.
 
 Honesty of the DAG: the RM ranks these pairs, so it must never train on them: `rm` reads only
-`prepare`'s static pairs, and only `dpo` reads these (when `on_policy` is in
-`data.preferences.sources`). A DPO policy trained on them learns the RM's preferences, so the
-RM-based figures of `evaluate` (reward mean, unsafe rate by the RM) are no independent judge of
-`dpo` then. Eval pairs are held out by prompt as the static pairs are (`split_like`). Without
-`on_policy` in the sources the stage writes empty files and samples nothing.
+its own part of `prepare`'s static pairs, and only `dpo` reads these (when `on_policy` is in
+`data.preferences.sources`); no prompt of them is an RM prompt. A DPO policy trained on them
+learns the RM's preferences, so the RM-based figures of `evaluate` (reward mean, unsafe rate by
+the RM) are no independent judge of `dpo` then. Eval pairs are held out by prompt as DPO's static
+pairs are (`split_like`). Without `on_policy` in the sources the stage writes empty files and
+samples nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from .. import entry, paths
 from ..artifacts import write_json
-from ..data.preferences import on_policy_pair, split_like
+from ..data.preferences import on_policy_pair, prompt_text, split_like
 from ..data.prompts import messages, render
 from ..data.records import read_jsonl, read_records, write_jsonl
 from ..modeling.adapters import load_adapter
@@ -56,9 +58,15 @@ def correct(output: str, record) -> float:
 
 
 def prompt_records(params, root: Path) -> list:
-    """The first `prompts_per_dataset` train items of each dataset, in `prepare`'s seeded order."""
-    count = params.on_policy.prompts_per_dataset
-    return [r for d in params.data.datasets for r in read_records(root / paths.split_file(d, "train"))[:count]]
+    """The first `prompts_per_dataset` train items of each dataset, in `prepare`'s seeded order,
+    whose prompt the reward model's pairs do not ask: the RM never judges DPO on its own prompts."""
+    rm_pairs = [p for split in ("train", "eval") for p in read_jsonl(root / paths.preference_file("rm", split))]
+    asked = {prompt_text(p) for p in rm_pairs}
+    records = []
+    for dataset in params.data.datasets:
+        train = read_records(root / paths.split_file(dataset, "train"))
+        records += [r for r in train if messages(r)[-1]["content"] not in asked][: params.on_policy.prompts_per_dataset]
+    return records
 
 
 def load_policy(params, root: Path):
@@ -117,8 +125,9 @@ def run(params, root: Path = Path(".")) -> dict:
     with timed() as clock:
         if metrics["enabled"]:
             pairs, built = build(params, root)
-            train, held = split_like(pairs, read_jsonl(root / paths.PAIRS / "train.jsonl"),
-                                     read_jsonl(root / paths.PAIRS / "eval.jsonl"), prefs.eval_fraction, params.data.seed)
+            train, held = split_like(pairs, read_jsonl(root / paths.preference_file("dpo", "train")),
+                                     read_jsonl(root / paths.preference_file("dpo", "eval")), prefs.eval_fraction,
+                                     params.data.seed)
             metrics.update(built, samples_per_prompt=params.on_policy.samples)
     metrics.update(train_pairs=len(train), eval_pairs=len(held))
     cost = {"seconds": clock["seconds"], "peak_memory_mb": peak_memory_mb(), "gpus": int(on_gpu())}

@@ -3,7 +3,9 @@
     dvc repro prepare          # or: medadapt prepare
 
 Reads `data.*`, `model.*` and `seed`. Writes `data/prepared/<dataset>/{train,eval}.jsonl`,
-`data/prepared/preferences/{train,eval}.jsonl`, `models/base/` and `metrics/prepare.json`, all
+`data/prepared/preferences/{rm,dpo}/{train,eval}.jsonl` (the preference pool split by prompt
+between the reward model and DPO: `data/preferences.py`), `models/base/` and
+`metrics/prepare.json`, all
 first into a private staging folder that replaces them only when the run succeeded (two
 concurrent runs never mix their outputs).
 
@@ -29,11 +31,11 @@ from pathlib import Path
 from .. import entry
 from ..artifacts import staged_outputs, write_json
 from ..data.loaders import Splits, load_hub_splits, load_splits
-from ..data.preferences import build_pairs, split_pairs
+from ..data.preferences import preference_sides, prompt_text
 from ..data.prompts import length_stats, response, token_lengths
 from ..data.records import DataError, Record, write_jsonl
 from ..modeling.models import base_path, load_tokenizer, write_base
-from ..paths import BASE_DIR, PAIRS, SAMPLE, metrics_file, split_file, stage_outputs
+from ..paths import BASE_DIR, SAMPLE, metrics_file, preference_file, split_file, stage_outputs
 
 OUTPUTS = stage_outputs("prepare")
 FROM_TRAIN_SPLIT = "official train split"
@@ -218,15 +220,12 @@ def _prepare(params, root: Path, out: Path) -> dict:
         write_jsonl(out / split_file(dataset, "train"), [r.to_dict() for r in train])
         write_jsonl(out / split_file(dataset, "eval"), [r.to_dict() for r in evaluation])
 
-    pairs = build_pairs({d: s[0] for d, s in splits.items()}, params.data.preferences, params.data.seed, root)
-    pair_train, pair_eval = split_pairs(pairs, params.data.preferences.eval_fraction, params.data.seed)
-    write_jsonl(out / PAIRS / "train.jsonl", pair_train)
-    write_jsonl(out / PAIRS / "eval.jsonl", pair_eval)
-    metrics["preferences"] = {
-        "train": len(pair_train),
-        "eval": len(pair_eval),
-        "sources": dict(sorted(Counter(p["source"] for p in pairs).items())),
-    }
+    sides = preference_sides({d: s[0] for d, s in splits.items()}, params.data.preferences, params.data.seed, root)
+    metrics["preferences"] = {"rm_fraction": params.data.preferences.rm_fraction}
+    for side, (pair_train, pair_eval) in sides.items():
+        write_jsonl(out / preference_file(side, "train"), pair_train)
+        write_jsonl(out / preference_file(side, "eval"), pair_eval)
+        metrics["preferences"][side] = _pair_counts(pair_train, pair_eval)
 
     texts = [render_plain(r) for train, _ in splits.values() for r in train]
     write_base(params.model.base, params.data.seed, texts, out / BASE_DIR)
@@ -242,6 +241,13 @@ def _prepare(params, root: Path, out: Path) -> dict:
 def render_plain(record: Record) -> str:
     """Text for training the tiny model's tokenizer: everything a prompt can contain."""
     return "\n".join([record.question, record.context or "", *(record.options or []), response(record)])
+
+
+def _pair_counts(train: list[dict], evaluation: list[dict]) -> dict:
+    """A trainer's pairs: per split, per source, and its prompts."""
+    return {"train": len(train), "eval": len(evaluation),
+            "sources": dict(sorted(Counter(p["source"] for p in train + evaluation).items())),
+            "prompts": len({prompt_text(p) for p in train + evaluation})}
 
 
 def _leak_count(train: list[Record], evaluation: list[Record]) -> int:

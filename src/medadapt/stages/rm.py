@@ -2,13 +2,27 @@
 
     dvc repro rm                # or: medadapt rm
 
-Reads `rm.*`, `lora.*`, `model.*`, `seed` and `data/prepared/preferences/{train,eval}.jsonl`.
-Writes `models/rm/` (LoRA adapter and the `score` head, safetensors), `metrics/rm.json` and
-DVCLive curves in `dvclive/rm/`.
+Reads `rm.*`, `lora.*`, `model.*`, `seed`, the RM's part of the preference pairs
+(`data/prepared/preferences/rm/{train,eval}.jsonl`: prompts `dpo` never sees, see
+`data/preferences.py`), `data/safety/calibration.jsonl` and `data/judges/safety.jsonl`. Writes
+`models/rm/` (LoRA adapter and the `score` head, safetensors, and `calibration.json`),
+`metrics/rm.json` and DVCLive curves in `dvclive/rm/`.
 
-After training, the RM scores the safe and unsafe answers of `data/safety/train.jsonl`; the
-midpoint of their means, saved as `models/rm/calibration.json`, is the threshold below which
-`evaluate` calls an answer unsafe by the RM.
+After training:
+- **The unsafe threshold.** The calibration pairs (`data/safety/calibration.jsonl`: 20 risky
+  prompts in no preference pair and not among evaluate's, each with a safe and an unsafe answer)
+  are split in halves by prompt, seeded and one per category (`reward.calibration_parts`). The
+  threshold is the midpoint of the RM's mean scores of the safe and the unsafe answers of the
+  first half; `metrics/rm.json` gives its accuracy (answers on their side) on that half
+  (`threshold_accuracy.fit`, optimistic) and on the other half, which it never saw
+  (`threshold_accuracy.held_out`). `models/rm/calibration.json` keeps the threshold, which
+  `evaluate` reads.
+- **The RM as a safety judge**, measured as the written rule is (`medadapt judges`): on the
+  labelled answers of `data/judges/safety.jsonl` an answer is unsafe when its reward is below the
+  threshold or it is degenerate (`scoring/degenerate.py`); precision, recall, false alarms and
+  Youden's J with their intervals, per part, in `metrics/rm.json` → `judge` (every part is
+  held out for the RM, which was never revised on them; `test` is the part set beside the rule's).
+- Pairwise accuracy on the RM's held-out pairs, overall and per source.
 
 Assumptions: the RM shares the base of every other method (a one-label
 AutoModelForSequenceClassification whose new `score` head PEFT trains and saves as a module to
@@ -27,10 +41,13 @@ import numpy as np
 from .. import entry, paths
 from ..artifacts import write_json
 from ..data.preferences import pair_dataset
+from ..data.prompts import question_chat
 from ..data.records import read_jsonl
 from ..modeling.adapters import lora_config
 from ..modeling.models import base_path, load_base_model, load_tokenizer
-from ..modeling.reward import calibration_rows, safety_threshold, score
+from ..modeling.reward import calibration_parts, calibration_rows, midpoint_threshold, pair_scores, right_side, score
+from ..scoring.degenerate import degenerate
+from ..scoring.judge_quality import LABELS, proportion, read_set, set_figures
 from ..scoring.stats import rate
 from ..training.arguments import trainer_args
 from ..training.launch import relaunch
@@ -47,7 +64,7 @@ def make_trainer(params, root: Path = Path(".")):
     return RewardTrainer(
         model=model,
         args=config,
-        train_dataset=pair_dataset(read_jsonl(root / paths.PAIRS / "train.jsonl")),
+        train_dataset=pair_dataset(read_jsonl(root / paths.preference_file("rm", "train"))),
         processing_class=tokenizer,
         peft_config=lora_config(params.lora, task_type="SEQ_CLS"),
     )
@@ -72,28 +89,59 @@ def pairwise_metrics(model, tokenizer, pairs: list[dict], params) -> dict:
     }
 
 
-def after_training(trainer, params, root: Path, calibration: dict) -> dict:
-    """Pairwise accuracy on held-out pairs, and the safety threshold (kept in `calibration`)."""
-    trainer.model.eval()
-    eval_pairs = read_jsonl(root / paths.PAIRS / "eval.jsonl")
-    calibration.update(safety_threshold(trainer.model, trainer.processing_class, calibration_rows(root),
-                                        params.training("rm").batch_size, params.training("rm").max_length))
+def calibrate(model, tokenizer, fit: list[dict], held: list[dict], params) -> tuple[float, dict]:
+    """The unsafe threshold, fit on one half of the calibration pairs, and its accuracy on that
+    half and on the other (held out)."""
+    train = params.training("rm")
+    fit_safe, fit_unsafe = pair_scores(model, tokenizer, fit, train.batch_size, train.max_length)
+    held_safe, held_unsafe = pair_scores(model, tokenizer, held, train.batch_size, train.max_length)
+    threshold = round(midpoint_threshold(fit_safe, fit_unsafe), 6)
+    return threshold, {
+        "fit": proportion(right_side(fit_safe, fit_unsafe, threshold), 2 * len(fit)),
+        "held_out": proportion(right_side(held_safe, held_unsafe, threshold), 2 * len(held)),
+    }
+
+
+def judge_figures(model, tokenizer, threshold: float, rows: list[dict], params) -> dict:
+    """The RM as a safety judge on the labelled answers `rows` of `data/judges/safety.jsonl`:
+    unsafe below `threshold` or degenerate, as `evaluate` judges (`scoring.judges.safety_metrics`)."""
+    train = params.training("rm")
+    rewards = score(model, tokenizer, [question_chat(r["prompt"]) for r in rows], [r["output"] for r in rows],
+                    train.batch_size, train.max_length)
+    flags = [reward < threshold or degenerate(r["output"], r["prompt"]) is not None for r, reward in zip(rows, rewards)]
+    return {"positive_class": LABELS["safety"], "file": str(paths.JUDGES_SAFETY), "threshold": threshold,
+            **set_figures(rows, LABELS["safety"], flags)}
+
+
+def after_training(trainer, params, root: Path, inputs: dict, calibration: dict) -> dict:
+    """Pairwise accuracy on held-out pairs, the safety threshold (kept in `calibration`) with its
+    accuracy fit and held out, and the RM's figures as a safety judge."""
+    model, tokenizer = trainer.model, trainer.processing_class
+    model.eval()
+    eval_pairs = read_jsonl(root / paths.preference_file("rm", "eval"))
+    threshold, accuracy = calibrate(model, tokenizer, *inputs["calibration"], params)
+    calibration["threshold"] = threshold
     return {
-        **pairwise_metrics(trainer.model, trainer.processing_class, eval_pairs, params),
-        "safety_threshold": calibration["threshold"],
+        **pairwise_metrics(model, tokenizer, eval_pairs, params),
+        "safety_threshold": threshold,
+        "threshold_accuracy": accuracy,
+        "judge": judge_figures(model, tokenizer, threshold, inputs["labelled"], params),
         "train_pairs": len(trainer.train_dataset),
         "eval_pairs": len(eval_pairs),
     }
 
 
 def run(params, root: Path = Path(".")) -> dict:
+    # read before training, so that a bad calibration or labelled file stops the stage at once
+    inputs = {"calibration": calibration_parts(calibration_rows(root), params.data.seed),
+              "labelled": read_set(root / paths.JUDGES_SAFETY, "safety")}
     calibration = {}
     recipe = Recipe(
         stage="rm",
         trainer=make_trainer(params, root),
         train=params.training("rm"),
-        inputs=[root / paths.PAIRS / "train.jsonl"],
-        after=lambda trainer: after_training(trainer, params, root, calibration),
+        inputs=[root / paths.preference_file("rm", "train")],
+        after=lambda trainer: after_training(trainer, params, root, inputs, calibration),
         save_extra=lambda model, folder: write_json(folder / paths.CALIBRATION, calibration),
     )
     return run_training(recipe, params, root)
