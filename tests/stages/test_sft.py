@@ -301,6 +301,39 @@ def test_killed_during_a_checkpoint_save_the_next_run_resumes_to_the_same_bytes(
     assert [p.name for p in (fresh / "checkpoints/sft_pubmedqa").iterdir()] == ["fingerprint.json"]
 
 
+# A SIGKILL in the adapter swap: right after its first removal once the new adapter is whole
+# (the old code removed models/sft_pubmedqa there, to rename the new one in next).
+KILL_DURING_SWAP = f"""
+from pathlib import Path
+from medadapt import artifacts
+removing = artifacts.remove
+def remove(path):
+    swapping = Path("models/sft_pubmedqa.partial/adapter_model.safetensors").exists()
+    removing(path)
+    if swapping:
+        {SIGKILL_SELF}
+artifacts.remove = remove
+"""
+
+
+@pytest.mark.slow
+def test_killed_during_the_adapter_swap_a_whole_adapter_stays_and_the_next_run_matches(chain, fresh):
+    """Issue 23: the swap removed the old adapter, then renamed the new one in; a kill between
+    left no adapter, the new one stranded in `.partial`."""
+    import shutil
+
+    from medadapt.modeling.adapters import check_adapter
+
+    shutil.copytree(chain["root"] / "models/sft_pubmedqa", fresh / "models/sft_pubmedqa")  # a last good one
+    killed = run_killed(fresh, "sft", ["pubmedqa"], KILL_DURING_SWAP)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    check_adapter(fresh / "models/sft_pubmedqa")  # whole, in place
+
+    assert sft.main(["pubmedqa"]) == 0
+    assert files_under(fresh, *STAGE_OUTPUTS) == files_under(chain["root"], *STAGE_OUTPUTS)
+    assert not list((fresh / "models").glob("*.partial"))
+
+
 def test_changed_params_do_not_resume(fresh, monkeypatch):
     crash_run(monkeypatch, load_params())
     checkpoints = fresh / "checkpoints/sft_pubmedqa"
