@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,14 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+def content_id(*parts) -> str:
+    """An id for the outputs of one run, from what they hold (JSON-able `parts`): every file of the
+    run records it, so a reader can tell files of two runs apart, while a re-run with the same
+    inputs writes the same bytes (a random id would not)."""
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def remove(path: Path) -> None:

@@ -218,3 +218,35 @@ def test_chart_marks_direction_model_n_and_a_zero_value():
     assert lower.get_ylim()[0] < 0
     markers = [line for line in lower.get_lines() if line.get_marker() == "o"]
     assert any(0.0 in line.get_ydata() for line in markers)
+
+
+# ---- files of two evaluate runs (issue 23) ---------------------------------------------------------
+
+
+def write_run(folder: Path, method: str, values: list[int], run: str | None, items_run: str | None = None) -> Path:
+    """A run folder as `compare --runs` reads it: metrics/eval.json, reports/eval_items.json and
+    reports/eval_details.json, each naming `run` (the items `items_run`, where given)."""
+    one = result(method, scores(values), key(), folder.name)
+    for path, data, name in [("metrics/eval.json", {"method": method, "medqa": one["metrics"]["medqa"]}, run),
+                             ("reports/eval_details.json", {"comparison": key()}, run),
+                             ("reports/eval_items.json", {"method": method, "items": one["items"]},
+                              items_run or run)]:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(json.dumps({**data, **({"run": name} if name else {})}))
+    return folder
+
+
+def test_files_of_two_evaluate_runs_are_left_out_not_compared(tmp_path):
+    """A kill between evaluate's writes left eval.json of `base` beside icl's per-item scores, and
+    compare tabled icl against base as +0.00, p = 1.000."""
+    write_run(tmp_path / "runs/a-base", "base", [0] * 6, "r1")
+    write_run(tmp_path / "runs/b-icl", "icl", [1] * 6, "r2")
+    write_run(tmp_path / "runs/c-mixed", "base", [1] * 6, "r3", items_run="r4")
+    write_run(tmp_path / "runs/d-old", "dpo", [1, 0] * 3, None)  # before run ids: nothing to check
+    groups = _experiments.group(_experiments.collect(tmp_path, tmp_path / "runs"))
+    assert sorted(groups[0]["results"]) == ["base", "dpo", "icl"]
+    assert groups[0]["results"]["base"]["source"] == "a-base"
+    assert groups[0]["left_out"] == [
+        "c-mixed (base): its files come from different evaluate runs (metrics/eval.json: r3, "
+        "reports/eval_items.json: r4, reports/eval_details.json: r3); run `medadapt evaluate` "
+        "(or `dvc repro evaluate`) again"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..params import flatten
-from ..paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS
+from ..paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS, cost_file
 from ..scoring.reports import merge
 
 
@@ -64,8 +64,26 @@ def varied(params: dict | None, baseline: dict | None) -> set[str]:
     return {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)} - {"method"}
 
 
+# The evaluate outputs a result is read from; each names the run that wrote it (`run`).
+RUN_FILES = (EVAL_METRICS, EVAL_ITEMS, EVAL_DETAILS, cost_file("evaluate"))
+
+
+def mixed_runs(files: dict[str, dict | None]) -> str | None:
+    """Why the files of one result do not belong together (None when they do): a run killed
+    between its writes, or files put back from different runs, name different runs. A file
+    without a run id (written before evaluate recorded one) counts as a run of its own; absent
+    files are not checked."""
+    named = {path: data.get("run") for path, data in files.items() if data is not None}
+    if len(set(named.values())) <= 1:
+        return None
+    return ("its files come from different evaluate runs ("
+            + ", ".join(f"{path}: {run or 'no run id'}" for path, run in named.items())
+            + "); run `medadapt evaluate` (or `dvc repro evaluate`) again")
+
+
 def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
-    """Every evaluated result, newest first: {method, metrics, items, source, key}. With `runs`,
+    """Every evaluated result, newest first: {method, metrics, items, source, key, varies, mixed}
+    (`mixed`: why its files do not belong to one evaluate run, or None). With `runs`,
     the results are instead those of each sub-folder of `runs` (a copy of a project's
     metrics/ and reports/ made elsewhere, e.g. on a GPU machine), in name order."""
     results = []
@@ -74,21 +92,24 @@ def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
     head = None if runs else yaml_at("HEAD", "params.yaml", root)
     for rev, name in places:
         base = Path(runs) / name if runs else root
-        metrics, items = json_at(rev, EVAL_METRICS.as_posix(), base), json_at(rev, EVAL_ITEMS.as_posix(), base)
+        files = {path.as_posix(): json_at(rev, path.as_posix(), base) for path in RUN_FILES}
+        metrics, items = files[EVAL_METRICS.as_posix()], files[EVAL_ITEMS.as_posix()]
         if metrics and items and metrics.get("method"):
-            metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), base) or {})
+            metrics = merge(metrics, files[EVAL_DETAILS.as_posix()] or {})
             mine = None if runs else yaml_at(rev, "params.yaml", root)
             results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"],
                             "source": name, "key": metrics.get("comparison"), "root": base,
-                            "varies": sorted(varied(mine, head)) if mine and head else []})
+                            "varies": sorted(varied(mine, head)) if mine and head else [],
+                            "mixed": mixed_runs(files)})
     return results
 
 
 def group(results: list[dict]) -> list[dict]:
     """One group per comparison key, in order of first appearance, the keyless group last.
 
-    Each group is {key, results: method -> newest result, left_out: [why]}. A result identical
-    to the one shown (the workspace and HEAD, usually) is dropped silently. A result whose params
+    Each group is {key, results: method -> newest result, left_out: [why]}. A result whose files
+    come from different evaluate runs is left out. A result identical to the one shown (the
+    workspace and HEAD, usually) is dropped silently. A result whose params
     differ from HEAD's in more than `method` (a point of a budget grid, another learning rate) is
     left out, so that each row is its method at HEAD's settings.
     """
@@ -96,6 +117,9 @@ def group(results: list[dict]) -> list[dict]:
     for result in results:
         fingerprint = None if result["key"] is None else json.dumps(result["key"], sort_keys=True)
         entry = groups.setdefault(fingerprint, {"key": result["key"], "results": {}, "left_out": []})
+        if result.get("mixed"):
+            entry["left_out"].append(f"{result['source']} ({result['method']}): {result['mixed']}")
+            continue
         if result["varies"]:
             more = len(result["varies"]) - 3
             entry["left_out"].append(f"{result['source']} ({result['method']}): its params differ from HEAD's in "
