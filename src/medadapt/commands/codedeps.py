@@ -1,7 +1,7 @@
 """`medadapt codedeps [--write]`: the project code each DVC stage runs, as `dvc.yaml` must list it.
 
     medadapt codedeps           # prints every stage's code deps
-    medadapt codedeps --write   # rewrites the `src/` lines of each stage's deps in dvc.yaml
+    medadapt codedeps --write   # rewrites the `src/` lines of each stage's deps in dvc.yaml, and prepare's data inputs
 
 A stage runs `python -m medadapt.stages.<module>`: that module and everything it imports from
 this package, at module level or inside a function, with the `__init__.py` of each package on
@@ -9,6 +9,11 @@ the way (Python runs them) and the package data files a module reads. `cli.py` i
 dvc.yaml does not run it. `tests/commands/test_codedeps.py` checks that each stage in `dvc.yaml`
 lists exactly these files, so a new import cannot leave a stage stale, and that training code is
 no dependency of the stages that do not train.
+
+`prepare` also depends on the data it reads (`stages.check.data_inputs`: the folder `data.source`
+names, and a pairs file outside it), wherever they are: DVC tracks a folder outside the project
+as an external dependency. `--write` sets those lines (marked DATA_MARK) from params.yaml, and
+the `check` stage refuses params whose data prepare does not depend on.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import ast
 import re
 from pathlib import Path
 
+import json
+
 from .. import paths
+from ..stages.check import data_inputs
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/medadapt
 SRC = PACKAGE.parent
@@ -86,9 +94,19 @@ def stage_code(stage: str) -> list[str]:
     return sorted(f.relative_to(SRC.parent).as_posix() for f in files)
 
 
-def rewrite_deps(text: str) -> str:
+DATA_MARK = "  # data input: `medadapt codedeps --write` sets it from params.yaml"
+
+
+def dep_line(path: str) -> str:
+    """A deps entry; a path YAML would misread (a `#`, a leading `*`, spaces...) is quoted."""
+    plain = re.fullmatch(r"[\w./~+-][\w./~+@=-]*", path) is not None
+    return f"      - {path if plain else json.dumps(path)}"
+
+
+def rewrite_deps(text: str, data: list[str] = ()) -> str:
     """dvc.yaml's text with each stage's `src/` deps replaced by `stage_code`, in place of the
-    first one; every other line (other deps, params, outs, comments) is kept as it is."""
+    first one, and prepare's data inputs (lines marked DATA_MARK) by `data`, right after its code;
+    every other line (other deps, params, outs, comments) is kept as it is."""
     out, stage, in_deps, written = [], None, False, False
     for line in text.split("\n"):
         name = re.match(r"^  ([\w-]+):$", line)
@@ -96,9 +114,12 @@ def rewrite_deps(text: str) -> str:
             stage, in_deps = name.group(1), False
         elif line.startswith("    ") and not line.startswith("     "):
             in_deps, written = line == "    deps:", False
+        if in_deps and line.endswith(DATA_MARK):
+            continue
         if in_deps and line.startswith("      - src/"):
             if not written:
                 out += [f"      - {path}" for path in stage_code(stage)]
+                out += [dep_line(path) + DATA_MARK for path in data] if stage == "prepare" else []
                 written = True
             continue
         out.append(line)
@@ -108,12 +129,13 @@ def rewrite_deps(text: str) -> str:
 def main(params, root: Path = Path("."), write: bool = False) -> dict[str, list[str]]:
     """Print every stage's code deps; with `write`, rewrite dvc.yaml's `src/` deps lines."""
     deps = {stage: stage_code(stage) for stage in paths.STAGES}
+    data = list(data_inputs(params))
     if write:
         dvc_yaml = Path(root) / "dvc.yaml"
-        dvc_yaml.write_text(rewrite_deps(dvc_yaml.read_text()))
-        print(f"{dvc_yaml}: code deps rewritten")
+        dvc_yaml.write_text(rewrite_deps(dvc_yaml.read_text(), data))
+        print(f"{dvc_yaml}: code deps and prepare's data inputs ({', '.join(data) or 'none'}) rewritten")
     else:
         for stage, files in deps.items():
             print(f"{stage}:")
-            print("\n".join(f"  - {path}" for path in files))
+            print("\n".join(f"  - {path}" for path in files + (data if stage == "prepare" else [])))
     return deps
