@@ -106,7 +106,8 @@ def run_killed(root: Path, stage: str, argv: list[str], patch: str) -> subproces
     script = (f"import os, signal, sys\n{patch}\nfrom medadapt.stages import {stage}\n"
               f"sys.exit({stage}.main({argv!r}))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          check=False)
 
 
 def files_under(root: Path, *parts: str) -> dict[str, bytes]:

@@ -24,7 +24,8 @@ def folder_files(folder: Path) -> dict[str, str]:
 def run_script(root: Path, script: str) -> int:
     """`script` (after `import os, signal`) in a Python process in `root`; its return code."""
     code = f"import os, signal, sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n{script}"
-    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True).returncode
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False)
+    return done.returncode
 
 
 # Kills the process right after the first `remove` of the swap (once the block wrote the new
@@ -74,9 +75,8 @@ def test_a_swap_without_rename_exchange_is_completed_by_the_next_run(tmp_path, m
             raise KeyboardInterrupt  # stands for the kill: nothing after this line of the swap runs
 
     monkeypatch.setattr(artifacts.os, "rename", killed_after_the_first_rename)
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_dir(tmp_path / "adapter") as tmp:
-            (tmp / "weights").write_text("new")
+    with pytest.raises(KeyboardInterrupt), atomic_dir(tmp_path / "adapter") as tmp:
+        (tmp / "weights").write_text("new")
     monkeypatch.setattr(artifacts.os, "rename", renaming)
     assert not (tmp_path / "adapter").exists()  # the old folder aside, the new one not yet in
     with atomic_dir(tmp_path / "adapter") as tmp:  # the next run completes the swap first

@@ -22,7 +22,16 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from .errors import UserError
@@ -64,8 +73,8 @@ def section(default: Section, description: str):
 
 
 class ModelParams(Section):
-    base: str = Field("builtin:smollm2-135m", min_length=1, description="builtin:smollm2-135m | builtin:tiny-llama | a hub id | "
-                                                         "a local folder")
+    base: str = Field("builtin:smollm2-135m", min_length=1,
+                      description="builtin:smollm2-135m | builtin:tiny-llama | a hub id | a local folder")
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none", description="none | 8bit | 4bit: bitsandbytes loading of the base (train and eval)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -399,7 +408,7 @@ def parse_yaml(text: str, source: str, numbered: bool = True):
     """The YAML value of `text`; anything ParamsLoader refuses, or bad YAML, is one ParamsError line
     naming `source` (and the line, if `numbered`)."""
     try:
-        return yaml.load(text, Loader=ParamsLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=ParamsLoader)  # a SafeLoader subclass: plain data only
     except _Refused as refused:
         line, problem = refused.args
     except yaml.YAMLError as error:

@@ -87,7 +87,7 @@ def test_dvc_sees_an_edit_of_data_outside_the_project(tmp_path):
            "PYTHONPATH": str(project / "src"), "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
 
     def run(*command: str) -> str:
-        done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+        done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         return done.stdout
 

@@ -247,6 +247,6 @@ def test_files_of_two_evaluate_runs_are_left_out_not_compared(tmp_path):
     assert sorted(groups[0]["results"]) == ["base", "dpo", "icl"]
     assert groups[0]["results"]["base"]["source"] == "a-base"
     assert groups[0]["left_out"] == [
-        "c-mixed (base): its files come from different evaluate runs (metrics/eval.json: r3, "
-        "reports/eval_items.json: r4, reports/eval_details.json: r3); run `medadapt evaluate` "
-        "(or `dvc repro evaluate`) again"]
+        ("c-mixed (base): its files come from different evaluate runs (metrics/eval.json: r3, "
+         "reports/eval_items.json: r4, reports/eval_details.json: r3); run `medadapt evaluate` "
+         "(or `dvc repro evaluate`) again")]

@@ -19,10 +19,9 @@ the `check` stage refuses params whose data prepare does not depend on.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
-
-import json
 
 from .. import paths
 from ..stages.check import data_inputs

@@ -50,7 +50,7 @@ def lone_surrogate(text: str) -> str | None:
 
 def _checked_text(value: str, field: str, path, where) -> str:
     if (char := lone_surrogate(value)) is not None:
-        raise DataError(path, where, field, f"holds a lone surrogate {ascii(char)} (no character; the source "
+        raise DataError(path, where, field, f"holds a lone surrogate {char!a} (no character; the source "
                                             "file is damaged)")
     return value
 

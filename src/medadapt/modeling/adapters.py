@@ -70,8 +70,8 @@ def lora_config_problem(settings) -> str | None:
         return f"expected a JSON object, got {type(settings).__name__}"
     targets = settings.get("target_modules")
     checks = [
-        (settings.get("peft_type") == "LORA", f"peft_type {settings.get('peft_type')!r} is not LORA "
-                                              "(medadapt trains LoRA adapters)"),
+        (settings.get("peft_type") == "LORA", (f"peft_type {settings.get('peft_type')!r} is not LORA "
+                                               "(medadapt trains LoRA adapters)")),
         (isinstance(settings.get("r"), int) and not isinstance(settings.get("r"), bool) and settings["r"] > 0,
          f"r must be a positive integer (got {settings.get('r')!r})"),
         (_number(settings.get("lora_alpha")), f"lora_alpha must be a number (got {settings.get('lora_alpha')!r})"),
