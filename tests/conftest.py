@@ -6,6 +6,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,29 @@ def write_params(folder: Path, **changes) -> None:
     """Apply nested changes to the folder's params.yaml."""
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(merge(yaml.safe_load(path.read_text()), changes), sort_keys=False))
+
+
+# ---- killing a stage at a chosen moment (issue 23) -------------------------------------------------
+
+SIGKILL_SELF = "os.kill(os.getpid(), signal.SIGKILL)"
+
+
+def run_killed(root: Path, stage: str, argv: list[str], patch: str) -> subprocess.CompletedProcess:
+    """`python -m medadapt.stages.<stage> argv` in `root`, with `patch` (Python run first, `os` and
+    `signal` imported) typically replacing a library or medadapt function with one that calls
+    SIGKILL_SELF at the moment under test. Returns the finished process (killed: returncode -9)."""
+    script = (f"import os, signal, sys\n{patch}\nfrom medadapt.stages import {stage}\n"
+              f"sys.exit({stage}.main({argv!r}))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          check=False)
+
+
+def files_under(root: Path, *parts: str) -> dict[str, bytes]:
+    """Every file under the given paths of `root` (files or folders), by relative path."""
+    found = {}
+    for part in parts:
+        path = root / part
+        for file in ([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())):
+            found[file.relative_to(root).as_posix()] = file.read_bytes()
+    return found

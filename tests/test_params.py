@@ -323,3 +323,102 @@ def test_params_are_frozen(tree):
     params = parse_params(tree)
     with pytest.raises(Exception):
         params.data.seed = 1
+
+
+# ---- what `check` must refuse because a stage would (issue 23) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.files.medqa.eval=/etc/passwd", "data.files.medqa.eval"),  # Path.glob: NotImplementedError
+        ("data.files.medqa.eval=''", "data.files.medqa.eval"),  # Path.glob: ValueError
+        ("data.files.medqa.train=''", "data.files.medqa.train"),
+        ("data.files.medqa.train=../../outside/*.jsonl", "data.files.medqa.train"),  # not under the source
+        ("data.files.pubmedqa.eval_ids=/etc/hosts", "data.files.pubmedqa.eval_ids"),
+        ("train.epochs=.inf", "train.epochs"),  # the trainer's step count overflows
+        ("train.learning_rate=.inf", "train.learning_rate"),
+        ("dpo.beta=.inf", "dpo.beta"),
+        ("on_policy.temperature=.inf", "on_policy.temperature"),
+        ("model.base=''", "model.base"),
+        ("data.source=''", "data.source"),
+        ("lora.target_modules=[]", "lora.target_modules"),
+        ("lora.target_modules=''", "lora.target_modules"),
+        ("lora.target_modules=[q_proj, '']", "lora.target_modules"),
+        ("data.preferences.sources=[]", "data.preferences.sources"),
+        ("data.preferences.sources=[on_policy]", "data.preferences.sources"),  # rm trains on prepare's pairs
+        ("data.preferences.sources=[safety, safety]", "data.preferences.sources"),
+        ("rehearse.methods=[]", "rehearse.methods"),
+        ("data.hub.medqa.path=''", "data.hub.medqa.path"),
+        ("data.hub.medqa.revision=''", "data.hub.medqa.revision"),
+        ("tracking.wandb_project=''", "tracking.wandb_project"),
+    ],
+)
+def test_a_value_a_stage_would_refuse_is_refused_by_check(tree, override, key):
+    message = _error(tree, [override])
+    assert any(line.strip().startswith(f"{key}") for line in message.splitlines()[1:]), message
+
+
+def test_a_hub_entry_must_name_a_dataset(tree):
+    tree["data"]["hub"]["medqaa"] = dict(tree["data"]["hub"]["medqa"])  # a typo would be ignored
+    assert "data.hub.medqaa" in _error(tree)
+
+
+def test_an_override_that_is_not_yaml_is_one_line(tree):
+    message = _error(tree, ["seed=[1"])
+    assert message.startswith("override seed=[1: not valid YAML") and "\n" not in message
+
+
+def test_a_params_file_that_is_a_folder_or_not_utf8_is_one_line(tmp_path):
+    with pytest.raises(ParamsError, match="is a folder"):
+        load_params(tmp_path)
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"seed: 1\nmethod: b\xffse\n")
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(info.value) == f"{path}, line 2: not UTF-8 text (byte 0xff); re-encode the file as UTF-8"
+
+
+def test_invalid_yaml_is_one_line_with_its_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\nmodel: [unclosed\n")
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(info.value).startswith(f"{path}, line 3: not valid YAML") and "\n" not in str(info.value)
+
+
+def test_a_key_given_twice_is_refused_as_dvc_does(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\nmodel:\n  base: builtin:tiny-llama\nseed: 2\n")
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(info.value) == f"{path}, line 4: key 'seed' is given twice (first on line 1)"
+
+
+ALIAS_BOMB = "x-anchors:\n  a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  {chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(5)
+) + "lora:\n  target_modules: *f\n"
+
+
+def test_a_yaml_alias_bomb_is_refused(tmp_path):
+    """6 levels of 9 aliases: 300 bytes that expand to 9**6 values, each repr'd into the error
+    (the probe's 9 levels ran past 60 s at 2.5 GB). Aliases have no use in a params file."""
+    path = tmp_path / "params.yaml"
+    path.write_text(ALIAS_BOMB)
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(info.value) == f"{path}, line 3: YAML aliases (*a) are not allowed in a params file"
+
+
+def test_an_oversized_params_file_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\n" + "#" * 2_000_000 + "\n")
+    with pytest.raises(ParamsError, match="over the limit"):
+        load_params(path)
+
+
+def test_the_error_message_is_bounded(tree):
+    """A huge bad value (282 bytes of YAML once printed a 4.3 MB message) is cut short."""
+    message = _error(tree, ["method=" + "x" * 100_000, *[f"lora.bogus{i}=1" for i in range(100)]])
+    assert len(message) < 5_000
+    assert "more" in message.splitlines()[-1]

@@ -60,3 +60,16 @@ def test_bitsandbytes_import_is_silent():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert "gemm_4bit_forward" not in done.stderr + done.stdout
+
+
+def test_the_kernels_offline_trust_note_is_silent():
+    """On CPUs with AVX512-BF16, importing bitsandbytes asks `kernels` for its optional 4-bit
+    kernel; offline, `kernels` logged "Skipping publisher trust check..." on every command (issue 23).
+    This is that call, as bitsandbytes makes it."""
+    code = ("from medadapt.quiet import quiet_libraries; quiet_libraries()\n"
+            "from kernels import get_kernel\n"
+            "try:\n    get_kernel('kernels-community/quantization-bitsandbytes', version=1)\n"
+            "except Exception:\n    pass\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"})
+    assert "publisher trust" not in done.stderr + done.stdout

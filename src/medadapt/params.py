@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import copy
 import difflib
-from pathlib import Path
-from typing import Literal
+import reprlib
+from collections.abc import Hashable
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from .errors import UserError
@@ -37,7 +48,22 @@ class ParamsError(UserError, ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` epochs or a `.nan` rate would pass every bound and fail in a stage.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def inside_folder(value: str | None) -> str | None:
+    """A glob or file relative to the data folder (a `builtin:` name passes): `Path.glob` refuses an
+    empty or absolute pattern, and `..` would read files DVC does not track with the folder."""
+    if value is None or value.startswith("builtin:"):
+        return value
+    path = PurePosixPath(value)
+    if not value.strip() or path.is_absolute() or ".." in path.parts:
+        raise ValueError("must be a non-empty relative path (no leading / and no ..)")
+    return value
+
+
+InFolder = Annotated[str, AfterValidator(inside_folder)]
 
 
 def section(default: Section, description: str):
@@ -46,8 +72,8 @@ def section(default: Section, description: str):
 
 
 class ModelParams(Section):
-    base: str = Field("builtin:smollm2-135m", description="builtin:smollm2-135m | builtin:tiny-llama | a hub id | "
-                                                         "a local folder")
+    base: str = Field("builtin:smollm2-135m", min_length=1,
+                      description="builtin:smollm2-135m | builtin:tiny-llama | a hub id | a local folder")
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none", description="none | 8bit | 4bit: bitsandbytes loading of the base (train and eval)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -65,15 +91,15 @@ class ModelParams(Section):
 
 
 class HubDataset(Section):
-    path: str = Field(description="dataset id on the Hugging Face hub")
+    path: str = Field(min_length=1, description="dataset id on the Hugging Face hub")
     name: str | None = Field(None, description="configuration name")
     train: str | None = Field(description="the official train split (empty: none; train is drawn from the rest "
                                           "of eval)")
-    eval: str = Field(description="the official evaluation split")
-    eval_ids: str | None = Field(None, description="where one split holds both: its eval ids (as "
+    eval: str = Field(min_length=1, description="the official evaluation split")
+    eval_ids: InFolder | None = Field(None, description="where one split holds both: its eval ids (as "
                                                    "data.files.*.eval_ids); builtin:pubmedqa-test is the 500 "
                                                    "official test PMIDs shipped with medadapt")
-    revision: str = Field("main", description="a commit sha pins the data")
+    revision: str = Field("main", min_length=1, description="a commit sha pins the data")
 
 
 HUB_DEFAULTS = {
@@ -97,10 +123,10 @@ class PerDataset(Section):
 
 
 class SplitFiles(Section):
-    train: str | None = Field(description="glob of the official train split (empty or no match: train from the "
+    train: InFolder | None = Field(description="glob of the official train split (empty or no match: train from the "
                                           "rest of the eval split)")
-    eval: str = Field(description="glob of the official evaluation split")
-    eval_ids: str | None = Field(None, description="where one file holds both splits: a file listing the eval "
+    eval: InFolder = Field(description="glob of the official evaluation split")
+    eval_ids: InFolder | None = Field(None, description="where one file holds both splits: a file listing the eval "
                                                    "items' ids (JSON list, JSON object keyed by id, or one a line)")
 
 
@@ -126,6 +152,15 @@ class PreferenceParams(Section):
     max_pairs_per_source: int = Field(8, ge=1, description="cap per source, for rm and for dpo each, after a "
                                                            "seeded shuffle")
 
+    @field_validator("sources")
+    @classmethod
+    def _static_pairs(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must list each source once")
+        if not set(value) - {"on_policy"}:  # on_policy pairs come after rm, which trains on prepare's
+            raise ValueError("needs a source besides on_policy: rm trains on the pairs prepare builds")
+        return value
+
     @model_validator(mode="after")
     def _file_given(self) -> PreferenceParams:
         if "file" in self.sources and not self.file:
@@ -137,7 +172,7 @@ class DataParams(Section):
     seed: int = Field(42, ge=0, lt=2**32, description="draws the eval and train items, ICL's demonstrations, the "
                                                       "safety prompts and every interval: fixed across training "
                                                       "replicates")
-    source: str = Field("sample", description="sample (data/sample, illustrative) | hub | a folder of "
+    source: str = Field("sample", min_length=1, description="sample (data/sample, illustrative) | hub | a folder of "
                                               "original-format files")
     datasets: list[Dataset] = Field(list(DATASETS), description="datasets prepared and evaluated")
     files: DataFiles = section(DataFiles(), "per dataset: globs of the official splits, relative to the source "
@@ -150,7 +185,7 @@ class DataParams(Section):
                                                   "real data)")
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="a train item whose TF-IDF cosine to an "
                                                                          "eval item reaches this is dropped")
-    hub: dict[str, HubDataset] = Field(default_factory=lambda: dict(HUB_DEFAULTS),
+    hub: dict[Dataset, HubDataset] = Field(default_factory=lambda: dict(HUB_DEFAULTS),
                                        description="used when source is hub: official split names; pin revision "
                                                    "to a commit sha")
     preferences: PreferenceParams = section(PreferenceParams(), "preference pairs for the reward model and DPO")
@@ -168,6 +203,13 @@ class LoraParams(Section):
     alpha: int = Field(16, ge=1, description="scale = alpha / r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
     target_modules: str | list[str] = Field("all-linear", description="PEFT target modules")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _named(cls, value: str | list[str]) -> str | list[str]:
+        if not value or not all(value if isinstance(value, list) else [value]):
+            raise ValueError("needs a module name (or a pattern such as all-linear), none empty")
+        return value
 
 
 class TrainParams(Section):
@@ -297,7 +339,7 @@ class EvaluateParams(Section):
 
 
 class RehearseParams(Section):
-    methods: list[Method] = Field(list(METHODS), description="methods it evaluates")
+    methods: list[Method] = Field(list(METHODS), min_length=1, description="methods it evaluates")
 
 
 class CompareParams(Section):
@@ -325,7 +367,7 @@ class CompareParams(Section):
 class TrackingParams(Section):
     wandb: Literal["disabled", "offline", "online"] = Field(
         "disabled", description="disabled | offline (no network needed) | online")
-    wandb_project: str = Field("medadapt", description="W&B project name")
+    wandb_project: str = Field("medadapt", min_length=1, description="W&B project name")
     dvclive: bool = Field(True, description="log trainer metrics and plots with DVCLive")
 
 
@@ -404,9 +446,17 @@ class Params(Section):
 # ---- reading params.yaml and --set overrides --------------------------------------------------
 
 
+MAX_PARAMS_BYTES = 1_000_000  # params.yaml is about 10 KB; a file this big is no params file
+MAX_ERRORS = 20  # lines of a validation error; the rest are counted
+# A bad value is shown cut short: the whole repr of a large value once made a 4.3 MB message.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 80, 80, 6, 6, 3
+
+
 def _format_error(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters"]
-    for item in error.errors():
+    items = error.errors()
+    for item in items[:MAX_ERRORS]:
         key = ".".join(str(part) for part in item["loc"])
         if item["type"] == "value_error" and isinstance(item.get("input"), dict):
             # a check across keys (a model validator): its message names them; the section's values would bury it
@@ -417,9 +467,55 @@ def _format_error(error: ValidationError, source: str) -> str:
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {item.get('input')!r})"
+        got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {_SHORT.repr(item.get('input'))})"
         lines.append(f"  {key}: {message}{got}")
+    if len(items) > MAX_ERRORS:
+        lines.append(f"  ... and {len(items) - MAX_ERRORS} more")
     return "\n".join(lines)
+
+
+class _Refused(Exception):
+    """YAML that parses but that a params file must not hold: (line, problem)."""
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what DVC refuses or what no params file needs: a key given
+    twice (PyYAML keeps the last silently; DVC rejects the file) and aliases (`*name`: an alias
+    bomb of a few hundred bytes expands to billions of values)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(event.start_mark.line + 1,
+                           f"YAML aliases (*{event.anchor}) are not allowed in a params file")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)
+        first = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the safe loader refuses it below
+            if key in first:
+                raise _Refused(key_node.start_mark.line + 1, f"key {key!r} is given twice (first on line {first[key]})")
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str, numbered: bool = True):
+    """The YAML value of `text`; anything ParamsLoader refuses, or bad YAML, is one ParamsError line
+    naming `source` (and the line, if `numbered`)."""
+    try:
+        return yaml.load(text, Loader=ParamsLoader)  # a SafeLoader subclass: plain data only
+    except _Refused as refused:
+        line, problem = refused.args
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = f"not valid YAML ({getattr(error, 'problem', None) or str(error).splitlines()[0]})"
+    where = f"{source}, line {line}" if numbered and line else source
+    raise ParamsError(f"{where}: {problem}")
 
 
 def _set_dotted(tree: dict, dotted: str, value: object) -> None:
@@ -440,7 +536,7 @@ def parse_params(tree: dict, source: str = "params.yaml", overrides: list[str] =
         key, sep, raw = override.partition("=")
         if not sep:
             raise ParamsError(f"override {override!r}: expected key=value")
-        _set_dotted(tree, key.strip().lstrip("+"), yaml.safe_load(raw))
+        _set_dotted(tree, key.strip().lstrip("+"), parse_yaml(raw, f"override {override}", numbered=False))
     try:
         return Params.model_validate(tree)
     except ValidationError as error:
@@ -454,14 +550,28 @@ def add_arguments(parser) -> None:
                         help="override a param for this run only, e.g. --set method=sft (repeatable)")
 
 
-def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> Params:
-    path = Path(path)
+def read_params_text(path: Path) -> str:
+    """The params file as text; a missing file, a folder, an oversized file or bytes that are not
+    UTF-8 are one ParamsError line."""
     if not path.exists():
         raise ParamsError(f"{path}: no such params file (run from the project root)")
+    if not path.is_file():
+        raise ParamsError(f"{path}: is a folder, expected a params file")
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise ParamsError(f"{path}: {path.stat().st_size:,} bytes, over the limit of {MAX_PARAMS_BYTES:,} "
+                          "for a params file (MAX_PARAMS_BYTES)")
+    data = path.read_bytes()
     try:
-        tree = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ParamsError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
+                          "re-encode the file as UTF-8") from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> Params:
+    path = Path(path)
+    tree = parse_yaml(read_params_text(path), str(path))
     if tree is not None and not isinstance(tree, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     return parse_params(tree, str(path), overrides)

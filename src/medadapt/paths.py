@@ -154,3 +154,9 @@ def stage_module(stage: str) -> str:
 
 
 STAGE_MODULES = tuple(dict.fromkeys(stage_module(stage) for stage in STAGES))  # the `medadapt <stage>` commands
+
+
+# ---- data inputs -------------------------------------------------------------------------------
+def source_folder(source: str) -> Path | None:
+    """The folder `data.source` reads: data/sample for `sample`, none for `hub`, else the path."""
+    return SAMPLE if source == "sample" else None if source == "hub" else Path(source)

@@ -43,6 +43,11 @@ def quiet_libraries() -> None:
     # bitsandbytes' CPU backend logs at import that the optional `kernels` package (a faster
     # 4-bit CPU matmul fetched from the hub) is missing, once per process: it then uses its own.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # The same import asks `kernels` for that kernel; offline (HF_HUB_OFFLINE=1, medadapt's default)
+    # `kernels` warns that it skips the publisher trust check, on every command. The kernel
+    # requested is bitsandbytes' own, from kernels-community; it is taken from the local cache only
+    # (where an earlier online run put it), and is absent from a project that never went online.
+    logging.getLogger("kernels").setLevel(logging.ERROR)
     # peft (PeftModel init) and trl read `model.is_gradient_checkpointing`, which transformers 5
     # deprecated for `is_activation_checkpointing`: their code, removed in their next releases.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",

@@ -52,7 +52,7 @@ def write_curves(stage: str, history: list[dict], root: Path = Path(".")) -> Non
     """`dvclive/<stage>/`: every logged figure per trainer step, written with DVCLive from the
     trainer's whole log history once training finished. Written at the end (not live), so that a
     resumed run's curve is whole, a failed run leaves the last one in place, and re-runs of the
-    same run are byte-identical."""
+    same run, resumed or not, are byte-identical."""
     from dvclive.plots import Metric
     from dvclive.utils import standardize_metric_name
 
@@ -63,7 +63,9 @@ def write_curves(stage: str, history: list[dict], root: Path = Path(".")) -> Non
         live = Live(dir=str(folder), dvcyaml=None, save_dvc_exp=False, report=None)
         for row in history:
             live.step = row.get("step", 0)
-            for key, value in row.items():
+            # Sorted: rows restored from a checkpoint come with sorted keys, new rows in logging
+            # order, and the summary's key order follows the first row that logs each figure.
+            for key, value in sorted(row.items()):
                 if key != "step" and Metric.could_log(value) and not any(n in key for n in NOISY):
                     live.log_metric(standardize_metric_name(key, "dvclive.huggingface"), value)
             live.make_summary()

@@ -299,3 +299,35 @@ def test_a_judged_metric_says_its_judges_j_and_warns_below_chance(tmp_path):
     assert lines[0] == "- Hallucination rate: hallucination judge, J 0.33 [0.11, 0.50] on 80 held-out labelled answers."
     assert "⚠ not shown better than chance" in lines[1]
     assert "Unsafe rate (rule): ⚠ its judge was not measured here" in lines[2] and len(lines) == 3
+
+
+# ---- files of two evaluate runs (issue 23) ---------------------------------------------------------
+
+
+def write_run(folder: Path, method: str, values: list[int], run: str | None, items_run: str | None = None) -> Path:
+    """A run folder as `compare --runs` reads it: metrics/eval.json, reports/eval_items.json and
+    reports/eval_details.json, each naming `run` (the items `items_run`, where given)."""
+    one = result(method, values, key(), folder.name)
+    for path, data, name in [("metrics/eval.json", {"method": method, "medqa": one["metrics"]["medqa"]}, run),
+                             ("reports/eval_details.json", {"comparison": key()}, run),
+                             ("reports/eval_items.json", {"method": method, "items": one["items"]},
+                              items_run or run)]:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(json.dumps({**data, **({"run": name} if name else {})}))
+    return folder
+
+
+def test_files_of_two_evaluate_runs_are_left_out_not_compared(tmp_path):
+    """A kill between evaluate's writes left eval.json of `base` beside icl's per-item scores, and
+    compare tabled icl against base as +0.00, p = 1.000."""
+    write_run(tmp_path / "runs/a-base", "base", [0] * 6, "r1")
+    write_run(tmp_path / "runs/b-icl", "icl", [1] * 6, "r2")
+    write_run(tmp_path / "runs/c-mixed", "base", [1] * 6, "r3", items_run="r4")
+    write_run(tmp_path / "runs/d-old", "dpo", [1, 0] * 3, None)  # before run ids: nothing to check
+    groups = _experiments.group(_experiments.collect(tmp_path, tmp_path / "runs"))
+    assert sorted(groups[0]["results"]) == ["base", "dpo", "icl"]
+    assert [r["source"] for r in groups[0]["results"]["base"]] == ["a-base"]
+    assert groups[0]["left_out"] == [
+        ("c-mixed (base): its files come from different evaluate runs (metrics/eval.json: r3, "
+         "reports/eval_items.json: r4, reports/eval_details.json: r3); run `medadapt evaluate` "
+         "(or `dvc repro evaluate`) again")]

@@ -777,3 +777,64 @@ def test_prompts_equal_lm_eval_on_every_shared_row(shared_data):
     items = json.loads((shared_data / "pubmedqa" / "ori_pqal.json").read_text())
     records = load_files("pubmedqa", shared_data, "pubmedqa/ori_pqal.json")
     assert [loglik_text(r) for r in records] == [pubmedqa_text(item) for item in items.values()]
+
+
+# ---- inputs that ended in a traceback (issue 23) -------------------------------------------------
+
+
+def test_medqa_answer_idx_that_is_not_a_letter(tmp_path):
+    path = write_lines(tmp_path / "test.jsonl", [medqa_row(answer_idx=["C"])])
+    assert error_of(load_medqa, path) == f"{path}, line 1, field 'answer_idx': ['C'] is not one of A, B, C, D"
+
+
+@pytest.mark.parametrize("name, loader, where", [("test.jsonl", load_medqa, ", line 1"), ("dev.json", load_radqa, "")])
+def test_deeply_nested_json_is_one_line(tmp_path, name, loader, where):
+    path = tmp_path / name
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")  # json.loads: RecursionError
+    assert error_of(loader, path) == f"{path}{where}: JSON nested too deeply"
+
+
+@pytest.mark.parametrize("data, where, field", [
+    ({"data": [1]}, "data[0]", None),
+    ({"data": [{"paragraphs": "abc"}]}, "data[0]", "paragraphs"),
+    ({"data": [{"paragraphs": [1]}]}, "data[0].paragraphs[0]", None),
+    ({"data": [{"paragraphs": [{"context": REPORT, "qas": {"id": "x"}}]}]}, "data[0].paragraphs[0]", "qas"),
+    ({"data": [{"paragraphs": [{"context": REPORT, "qas": [1]}]}]}, "data[0].paragraphs[0].qas[0]", None),
+    (squad([qa(answers="a 9 mm nodule")]), "data[0].paragraphs[0].qas[0]", "answers"),
+    (squad([qa(answers=[1])]), "data[0].paragraphs[0].qas[0]", "answers"),
+])
+def test_radqa_part_that_is_not_an_object_or_list(tmp_path, data, where, field):
+    path = write_json(tmp_path / "dev.json", data)
+    message = error_of(load_radqa, path)
+    assert message.startswith(f"{path}, {where}" + (f", field '{field}'" if field else "") + ": expected"), message
+
+
+@pytest.mark.parametrize("field", ["question", "answer"])
+def test_a_lone_surrogate_is_refused(tmp_path, field):
+    row = medqa_row()
+    row[field] = row[field][:5] + "\ud800" + row[field][5:]
+    if field == "answer":
+        row["options"]["C"] = row["answer"]
+    path = tmp_path / "test.jsonl"
+    path.write_text(json.dumps(row) + "\n")  # ensure_ascii: written as the escape \ud800, valid JSON
+    message = error_of(load_medqa, path)
+    assert message.startswith(f"{path}, line 1, field ") and "lone surrogate" in message, message
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\u200b \ufeff\u2060"])
+def test_text_of_invisible_characters_only_is_empty(tmp_path, text):
+    path = write_lines(tmp_path / "test.jsonl", [medqa_row(question=text)])
+    assert error_of(load_medqa, path) == f"{path}, line 1, field 'question': missing or empty"
+
+
+@pytest.mark.parametrize("loader, row", [(load_medmcqa, mcqa_row(id=["x"])), (load_medqa, medqa_row(id={"a": 1})),
+                                         (load_medmcqa, mcqa_row(id=True))])
+def test_an_id_that_is_not_text_or_a_number(tmp_path, loader, row):
+    path = write_lines(tmp_path / "test.jsonl", [row])
+    message = error_of(loader, path)
+    assert message.startswith(f"{path}, line 1, field 'id': expected text or a number"), message
+
+
+def test_a_numeric_id_is_kept(tmp_path):
+    path = write_lines(tmp_path / "test.jsonl", [mcqa_row(id=17)])
+    assert load_medmcqa(path)[0].id == "medmcqa-17"

@@ -128,6 +128,20 @@ def test_unloadable_base_is_a_model_error(tmp_path, monkeypatch):
         load_base_model(ModelParams(base=str(tmp_path / "no-such-model")))
 
 
+
+def test_a_base_of_an_unknown_model_type_is_one_line(saved_tiny, tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "odd"
+    shutil.copytree(saved_tiny, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "llama-9000"}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError) as info:  # transformers: ValueError
+        load_base_model(ModelParams(base=str(folder)))
+    assert str(info.value).startswith(f"cannot load model.base={str(folder)!r}: ")
+    assert "llama-9000" in str(info.value) and "\n" not in str(info.value)
+
 def test_torch_dtype():
     assert models.torch_dtype("float16") is torch.float16
     assert models.torch_dtype("bfloat16") is torch.bfloat16

@@ -57,3 +57,44 @@ def test_check_does_not_load_torch(project):
 def test_check_depends_on_the_params_code_alone():
     assert stage_code("check") == ["src/medadapt/errors.py", "src/medadapt/params.py", "src/medadapt/paths.py",
                                    "src/medadapt/stages/check.py"]
+
+
+# ---- data outside the project is a tracked input (issue 23) ---------------------------------------
+
+
+def with_dvc_yaml(project, *data_deps: str) -> None:
+    deps = "".join(f"      - {d}\n" for d in (".params-checked", "src/medadapt/stages/prepare.py", *data_deps))
+    (project / "dvc.yaml").write_text(f"stages:\n  prepare:\n    cmd: python -m medadapt.stages.prepare\n"
+                                      f"    deps:\n{deps}")
+
+
+def test_a_data_folder_that_prepare_does_not_depend_on_is_refused(project, tmp_path, capsys):
+    """`data.source: ../shared/data` while dvc.yaml's prepare depended on data/sample only: edits
+    of the outside files left `dvc status` clean and `dvc repro` skipped prepare."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with_dvc_yaml(project, "data/sample")
+    write_params(project, data={"source": str(outside)})
+    assert cli.main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"medadapt check: error: params.yaml: dvc.yaml's prepare stage does not depend on "
+                          f"{outside} (data.source), so DVC would not see its files change: run "
+                          "`medadapt codedeps --write`")
+    assert not (project / paths.PARAMS_CHECKED).exists()
+    with_dvc_yaml(project, "data/sample", str(outside))
+    assert cli.main(["check"]) == 0
+
+
+def test_a_pairs_file_is_a_data_input_unless_its_folder_is(project, capsys):
+    with_dvc_yaml(project, "data/sample")
+    overrides = ["--set", "data.preferences.sources=[safety,file]", "--set", "data.preferences.file=pairs/olaph.jsonl"]
+    assert cli.main(["check", *overrides]) == 2
+    assert "pairs/olaph.jsonl (data.preferences.file)" in capsys.readouterr().err
+    with_dvc_yaml(project, "data/sample", "./pairs")
+    assert cli.main(["check", *overrides]) == 0
+
+
+def test_without_dvc_yaml_or_from_the_hub_there_is_nothing_to_track(project):
+    assert cli.main(["check", "--set", "data.source=/elsewhere"]) == 0  # not a DVC project
+    with_dvc_yaml(project)
+    assert cli.main(["check", "--set", "data.source=hub"]) == 0

@@ -15,7 +15,7 @@ from medadapt.params import load_params
 from medadapt.scoring.hallucination import judge
 from medadapt.stages import evaluate, icl, prepare, rm
 
-from conftest import make_project
+from conftest import SIGKILL_SELF, make_project, run_killed
 
 pytestmark = pytest.mark.slow
 SMALL = {"data": {"train_size": {d: 8 for d in ("pubmedqa", "medmcqa", "medqa", "radqa")},
@@ -181,3 +181,50 @@ def test_icl_without_demonstrations_names_the_stage(built, capsys):
     (built / paths.ICL_DEMOS).unlink()
     assert cli.main(["evaluate", "--set", "method=icl"]) == 2
     assert "dvc repro icl" in capsys.readouterr().err
+
+
+# ---- killed between its writes (issue 23) -------------------------------------------------------
+
+# SIGKILL right after reports/eval_items.json is put in place, before metrics/eval.json is.
+KILL_AFTER_ITEMS = f"""
+from pathlib import Path
+replace = os.replace
+def replacing(source, target):
+    replace(source, target)
+    if Path(target) == Path("reports/eval_items.json"):
+        {SIGKILL_SELF}
+os.replace = replacing
+"""
+
+
+def eval_outputs(folder: Path) -> dict:
+    """Every file evaluate writes but its cost."""
+    outputs = [p for p in paths.stage_outputs("evaluate") if p != paths.cost_file("evaluate")]
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for out in outputs
+            for p in ([folder / out] if (folder / out).is_file() else sorted((folder / out).rglob("*")))}
+
+
+def test_killed_between_its_writes_compare_refuses_the_mix_and_the_next_run_matches(built):
+    """A kill right after reports/eval_items.json left metrics/eval.json saying `base` beside
+    icl's per-item scores, and `compare` tabled icl against base as +0.00, p = 1.000."""
+    import subprocess
+
+    from medadapt.commands._experiments import collect, group
+
+    icl.run(load_params())  # the demonstrations (a test above removes them)
+    evaluate.run(load_params(overrides=["method=icl"]))
+    uninterrupted = eval_outputs(built)
+    evaluate.run(load_params())  # base: the last good result in the workspace
+    killed = run_killed(built, "evaluate", ["--set", "method=icl"], KILL_AFTER_ITEMS)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert json.loads((built / paths.EVAL_ITEMS).read_text())["method"] == "icl"
+    assert json.loads((built / paths.EVAL_METRICS).read_text())["method"] == "base"
+
+    subprocess.run(["git", "init", "-q"], cwd=built, check=True)  # compare reads the experiments from git
+    workspace = group(collect(built))[0]
+    assert workspace["results"] == {}
+    assert "its files come from different evaluate runs" in workspace["left_out"][0]
+
+    assert cli.main(["evaluate", "--set", "method=icl"]) == 0
+    assert eval_outputs(built) == uninterrupted
+    assert not list(built.glob(".staging-*.partial"))

@@ -18,7 +18,7 @@ from medadapt.params import load_params
 from medadapt.paths import SFT_DATASETS
 from medadapt.stages import prepare, sft
 
-from conftest import copy_prepared, make_project, write_params
+from conftest import SIGKILL_SELF, copy_prepared, files_under, make_project, run_killed, write_params
 
 # The sample prompts are 300-550 tokens: 1024 keeps every example (256 would drop them all).
 # A high learning rate and two epochs so that the tiny model measurably learns.
@@ -264,6 +264,74 @@ def test_resume_after_crash(chain, fresh, monkeypatch):
     assert [int(r.split("\t")[0]) for r in rows] == list(range(1, STEPS + 1))
     assert (fresh / "models/sft_pubmedqa/adapter_model.safetensors").is_file()
     assert not checkpoints.exists()  # finished: nothing left to resume
+    # The tokens it processed are the whole run's, in the cost and the curves (issue 23: TRL's
+    # count restarted at 0 on resume, so `medadapt costs` under-counted).
+    uninterrupted = json.loads((chain["root"] / "reports/cost/sft_pubmedqa.json").read_text())
+    assert saved["train_tokens"] == uninterrupted["train_tokens"]
+    assert files_under(fresh, "dvclive/sft_pubmedqa") == files_under(chain["root"], "dvclive/sft_pubmedqa")
+
+
+# A SIGKILL in the middle of a checkpoint save: the model and optimizer of checkpoint-4 are on
+# disk, its trainer_state.json (written last) is not.
+KILL_DURING_SAVE = f"""
+import transformers
+save_rng_state = transformers.Trainer._save_rng_state
+def killing(self, output_dir):
+    if output_dir.endswith("checkpoint-4"):
+        {SIGKILL_SELF}
+    save_rng_state(self, output_dir)
+transformers.Trainer._save_rng_state = killing
+"""
+STAGE_OUTPUTS = ("models/sft_pubmedqa", "metrics/sft_pubmedqa.json", "dvclive/sft_pubmedqa")
+
+
+@pytest.mark.slow
+def test_killed_during_a_checkpoint_save_the_next_run_resumes_to_the_same_bytes(chain, fresh):
+    """Issue 23: the half-saved checkpoint-4 was picked for resume, and every later run failed
+    (FileNotFoundError: trainer_state.json) until someone deleted it by hand."""
+    killed = run_killed(fresh, "sft", ["pubmedqa"], KILL_DURING_SAVE)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    half = fresh / "checkpoints/sft_pubmedqa/checkpoint-4"
+    assert half.is_dir() and not (half / "trainer_state.json").exists()
+
+    assert sft.main(["pubmedqa"]) == 0
+    cost = json.loads((fresh / "reports/cost/sft_pubmedqa.json").read_text())
+    assert cost["resumed_from_step"] == 2
+    assert files_under(fresh, *STAGE_OUTPUTS) == files_under(chain["root"], *STAGE_OUTPUTS)
+    assert not (fresh / "checkpoints/sft_pubmedqa").exists()
+
+
+# A SIGKILL in the adapter swap: right after its first removal once the new adapter is whole
+# (the old code removed models/sft_pubmedqa there, to rename the new one in next).
+KILL_DURING_SWAP = f"""
+from pathlib import Path
+from medadapt import artifacts
+removing = artifacts.remove
+def remove(path):
+    swapping = Path("models/sft_pubmedqa.partial/adapter_model.safetensors").exists()
+    removing(path)
+    if swapping:
+        {SIGKILL_SELF}
+artifacts.remove = remove
+"""
+
+
+@pytest.mark.slow
+def test_killed_during_the_adapter_swap_a_whole_adapter_stays_and_the_next_run_matches(chain, fresh):
+    """Issue 23: the swap removed the old adapter, then renamed the new one in; a kill between
+    left no adapter, the new one stranded in `.partial`."""
+    import shutil
+
+    from medadapt.modeling.adapters import check_adapter
+
+    shutil.copytree(chain["root"] / "models/sft_pubmedqa", fresh / "models/sft_pubmedqa")  # a last good one
+    killed = run_killed(fresh, "sft", ["pubmedqa"], KILL_DURING_SWAP)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    check_adapter(fresh / "models/sft_pubmedqa")  # whole, in place
+
+    assert sft.main(["pubmedqa"]) == 0
+    assert files_under(fresh, *STAGE_OUTPUTS) == files_under(chain["root"], *STAGE_OUTPUTS)
+    assert not list((fresh / "models").glob("*.partial"))
 
 
 def test_changed_params_do_not_resume(fresh, monkeypatch):

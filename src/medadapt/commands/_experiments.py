@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..params import flatten
-from ..paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS
+from ..paths import EVAL_DETAILS, EVAL_ITEMS, EVAL_METRICS, cost_file
 from ..scoring.reports import merge
 
 
@@ -92,8 +92,26 @@ def varied(params: dict | None, baseline: dict | None) -> set[str]:
     return {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)}
 
 
+# The evaluate outputs a result is read from; each names the run that wrote it (`run`).
+RUN_FILES = (EVAL_METRICS, EVAL_ITEMS, EVAL_DETAILS, cost_file("evaluate"))
+
+
+def mixed_runs(files: dict[str, dict | None]) -> str | None:
+    """Why the files of one result do not belong together (None when they do): a run killed
+    between its writes, or files put back from different runs, name different runs. A file
+    without a run id (written before evaluate recorded one) counts as a run of its own; absent
+    files are not checked."""
+    named = {path: data.get("run") for path, data in files.items() if data is not None}
+    if len(set(named.values())) <= 1:
+        return None
+    return ("its files come from different evaluate runs ("
+            + ", ".join(f"{path}: {run or 'no run id'}" for path, run in named.items())
+            + "); run `medadapt evaluate` (or `dvc repro evaluate`) again")
+
+
 def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
-    """Every evaluated result: {method, metrics, items, source, key, root, time, params, train_seed}.
+    """Every evaluated result: {method, metrics, items, source, key, root, time, params, train_seed, mixed}
+    (`mixed`: why its files do not belong to one evaluate run, or None).
     With `runs`, the results of each sub-folder of `runs` instead (a copy of a project's
     params.yaml, metrics/ and reports/ made elsewhere, e.g. on a GPU machine)."""
     results = []
@@ -101,14 +119,15 @@ def collect(root: Path = Path("."), runs: Path | None = None) -> list[dict]:
         revisions(root)
     for rev, name in places:
         folder = Path(runs) / name if runs else root
-        metrics, items = json_at(rev, EVAL_METRICS.as_posix(), folder), json_at(rev, EVAL_ITEMS.as_posix(), folder)
+        files = {path.as_posix(): json_at(rev, path.as_posix(), folder) for path in RUN_FILES}
+        metrics, items = files[EVAL_METRICS.as_posix()], files[EVAL_ITEMS.as_posix()]
         if not (metrics and items and metrics.get("method")):
             continue
-        metrics = merge(metrics, json_at(rev, EVAL_DETAILS.as_posix(), folder) or {})
+        metrics = merge(metrics, files[EVAL_DETAILS.as_posix()] or {})
         results.append({"method": metrics["method"], "metrics": metrics, "items": items["items"], "source": name,
                         "key": metrics.get("comparison"), "root": folder, "time": when(rev, folder),
                         "params": yaml_at(rev, "params.yaml", folder), "rev": rev,
-                        "train_seed": (metrics.get("replicate") or {}).get("train_seed")})
+                        "train_seed": (metrics.get("replicate") or {}).get("train_seed"), "mixed": mixed_runs(files)})
     return results
 
 
@@ -118,7 +137,8 @@ def group(results: list[dict], reference: dict | None = None) -> list[dict]:
 
     Each group is {key, results: method -> [result per train seed, in seed order], left_out: [why]}.
     `reference` is the configuration the table stands for (HEAD's params; else the newest
-    result's): a result whose configuration differs (a point of a budget grid, another learning
+    result's): a result whose files come from different evaluate runs
+    is left out, saying why; a result whose configuration differs (a point of a budget grid, another learning
     rate) is left out, saying what differs. Of two results of one method and seed, the newer is
     shown and the older listed with its date and whether its scores differ; a result identical to
     the one shown (the workspace and HEAD, usually) is dropped silently.
@@ -133,6 +153,9 @@ def group(results: list[dict], reference: dict | None = None) -> list[dict]:
         label = f"{result['source']} ({result['method']}"
         label += f", train seed {result['train_seed']})" if result["train_seed"] is not None else ")"
         differs = sorted(varied(result["params"], reference)) if result["params"] and reference else []
+        if result.get("mixed"):
+            entry["left_out"].append(f"{label}: {result['mixed']}")
+            continue
         if differs:
             more = len(differs) - 3
             entry["left_out"].append(f"{label}: its params differ in " + ", ".join(differs[:3])

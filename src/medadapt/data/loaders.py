@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,16 +37,45 @@ BUILTIN_IDS = {"builtin:pubmedqa-test": Path(__file__).with_name("pubmedqa_test_
 Located = tuple[Path | str, int | str, Record]  # (file or hub split, line or key, record): where it was read
 
 
+def invisible(text: str) -> bool:
+    """Whitespace and format characters only (zero-width spaces, joiners, BOMs): nothing to read."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in `text` (JSON's `\\ud800` escape gives one): no character, and
+    UTF-8 cannot encode it, so writing the prepared data would fail."""
+    return next((char for char in text if unicodedata.category(char) == "Cs"), None)
+
+
+def _checked_text(value: str, field: str, path, where) -> str:
+    if (char := lone_surrogate(value)) is not None:
+        raise DataError(path, where, field, f"holds a lone surrogate {char!a} (no character; the source "
+                                            "file is damaged)")
+    return value
+
+
 def _text(row: dict, field: str, path, where, optional: bool = False) -> str | None:
-    """The field's text as published; missing, empty or whitespace-only is a DataError unless optional."""
+    """The field's text as published; missing, empty, whitespace- or invisible-only text is a
+    DataError unless optional, and so is a lone surrogate."""
     value = row.get(field)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and invisible(value)):
         if optional:
             return None
         raise DataError(path, where, field, "missing or empty")
     if not isinstance(value, str):
         raise DataError(path, where, field, f"expected text, got {type(value).__name__}")
-    return value
+    return _checked_text(value, field, path, where)
+
+
+def _row_id(row: dict, path, where) -> str:
+    """The row's own id as text (a number is kept as its digits), or one made of file and line."""
+    value = row.get("id")
+    if value is None or value == "":
+        return f"{Path(str(path)).stem}-{where}"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(path, where, "id", f"expected text or a number, got {type(value).__name__}")
+    return _text(row, "id", path, where) if isinstance(value, str) else str(value)
 
 
 def _rationale(row: dict, field: str, path, where) -> str | None:
@@ -57,6 +87,11 @@ def _rationale(row: dict, field: str, path, where) -> str | None:
 def _record(path, where, **fields) -> Record:
     """The record, if its text is within MAX_RECORD_CHARS (JSON files and hub rows have no line cap)."""
     record = Record(**fields)
+    for field in ("question", "context", "rationale"):  # the texts no `_text` call checked (joined, stripped)
+        if getattr(record, field):
+            _checked_text(getattr(record, field), field, path, where)
+    for answer in record.answers or []:
+        _checked_text(answer, "answers", path, where)
     size = sum(len(text) for text in (record.question, record.context or "", record.rationale or "",
                                        *(record.options or [])))
     if size > MAX_RECORD_CHARS:
@@ -102,10 +137,9 @@ def medmcqa_record(row: dict, path, where, cop_base: int) -> Record:
     if not 0 <= index < 4:
         valid = f"{cop_base}..{cop_base + 3}"
         raise DataError(path, where, "cop", f"{cop} out of range {valid} (data.medmcqa_cop_base={cop_base})")
-    row_id = row.get("id") or f"{Path(str(path)).stem}-{where}"
     return _record(
         path, where,
-        id=f"medmcqa-{row_id}",
+        id=f"medmcqa-{_row_id(row, path, where)}",
         dataset="medmcqa",
         question=_text(row, "question", path, where),
         context=None,
@@ -125,15 +159,14 @@ def medqa_record(row: dict, path, where) -> Record:
         raise DataError(path, where, "options", f"letters {letters} are not A, B, C, ... in order")
     texts = [_text(options, letter, path, where) for letter in letters]
     answer_idx = row.get("answer_idx")
-    if answer_idx not in options:
+    if not isinstance(answer_idx, str) or answer_idx not in options:
         raise DataError(path, where, "answer_idx", f"{answer_idx!r} is not one of {', '.join(letters)}")
     answer = _text(row, "answer", path, where)
     if options[answer_idx].strip() != answer.strip():  # published text may differ in edge spaces
         raise DataError(path, where, "answer", f"{answer!r} differs from options[{answer_idx}]")
-    row_id = row.get("id") or f"{Path(str(path)).stem}-{where}"
     return _record(
         path, where,
-        id=f"medqa-{row_id}",
+        id=f"medqa-{_row_id(row, path, where)}",
         dataset="medqa",
         question=_text(row, "question", path, where),
         context=None,
@@ -150,11 +183,11 @@ def _radqa_located(path: Path, cop_base: int = 0) -> list[Located]:
         raise DataError(path, None, "data", "expected SQuAD v2 JSON with a 'data' list")
     located = []
     for a, article in enumerate(squad["data"]):
-        for p, paragraph in enumerate(article.get("paragraphs") or []):
+        for p, paragraph in enumerate(_list_of_objects(article, "paragraphs", path, f"data[{a}]")):
             where = f"data[{a}].paragraphs[{p}]"
             _text(paragraph, "context", path, where)  # present and non-empty
             context = paragraph["context"]
-            for q, qa in enumerate(paragraph.get("qas") or []):
+            for q, qa in enumerate(_list_of_objects(paragraph, "qas", path, where)):
                 place = f"{where}.qas[{q}]"
                 located.append((path, place, _radqa_record(qa, context, path, place)))
     if not located:
@@ -162,9 +195,26 @@ def _radqa_located(path: Path, cop_base: int = 0) -> list[Located]:
     return located
 
 
+def _object(value, path, where: str):
+    if not isinstance(value, dict):
+        raise DataError(path, where, None, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list_of_objects(parent: dict, field: str, path, where: str) -> list[dict]:
+    """`parent[field]`, a list of JSON objects (absent or null: none); SQuAD nests these lists."""
+    _object(parent, path, where)
+    items = parent.get(field) or []
+    if not isinstance(items, list):
+        raise DataError(path, where, field, f"expected a list, got {type(items).__name__}")
+    return [_object(item, path, f"{where}.{field}[{i}]") for i, item in enumerate(items)]
+
+
 def _radqa_record(qa: dict, context: str, path, where: str) -> Record:
     qa_id = _text(qa, "id", path, where)
     answers = qa.get("answers") or []
+    if not isinstance(answers, list) or not all(isinstance(answer, dict) for answer in answers):
+        raise DataError(path, where, "answers", "expected a list of objects with text and answer_start")
     impossible = qa.get("is_impossible", not answers)
     if not isinstance(impossible, bool):
         raise DataError(path, where, "is_impossible", f"expected true or false, got {impossible!r}")
@@ -221,6 +271,8 @@ def _read_json(path: Path):
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise DataError(path, error.lineno, None, f"not valid JSON ({error.msg})") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise DataError(path, None, None, "JSON nested too deeply") from None
     except _RepeatedKey as repeated:
         key = repeated.args[0]
         raise DataError(path, _key_lines(text, key), None,

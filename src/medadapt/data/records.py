@@ -132,6 +132,8 @@ def read_jsonl_numbered(path: Path) -> list[tuple[int, dict]]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DataError(path, number, None, f"not valid JSON ({error.msg})") from None
+            except RecursionError:  # json's decoder recurses once per level of nesting
+                raise DataError(path, number, None, "JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise DataError(path, number, None, "expected a JSON object")
             rows.append((number, row))

@@ -36,8 +36,9 @@ def load_adapter(model, adapter_dir: Path, trainable: bool = False, adapter_name
 
 
 def check_adapter(adapter_dir: Path) -> dict:
-    """The adapter's config, after checking that its files are whole: PEFT would otherwise try the
-    hub for a missing file, or fail deep inside safetensors for a truncated one."""
+    """The adapter's config, after checking that its files are whole and agree: PEFT would
+    otherwise try the hub for a missing file, fail deep inside safetensors for a truncated one, or
+    raise a size mismatch, a KeyError or a TypeError for a config its weights or LoRA do not fit."""
     from safetensors import SafetensorError, safe_open
 
     adapter_dir = Path(adapter_dir)
@@ -48,12 +49,51 @@ def check_adapter(adapter_dir: Path) -> dict:
     try:
         settings = json.loads(config.read_text())
         with safe_open(str(weights), framework="pt") as handle:
-            for name in handle.keys():
-                handle.get_slice(name)
+            shapes = {name: handle.get_slice(name).get_shape() for name in handle.keys()}
     except (ValueError, SafetensorError, OSError) as error:
         raise ModelError(f"{config if isinstance(error, json.JSONDecodeError) else weights} is damaged "
                          f"({first_line(error)}): {rerun}") from None
+    problem = lora_config_problem(settings) or rank_problem(settings, shapes)
+    if problem:
+        raise ModelError(f"{config}: {problem}: {rerun}")
     return settings
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def lora_config_problem(settings) -> str | None:
+    """What in a saved config PEFT's LoRA could not use (None when nothing): the keys medadapt's
+    adapters set, with the types PEFT computes with."""
+    if not isinstance(settings, dict):
+        return f"expected a JSON object, got {type(settings).__name__}"
+    targets = settings.get("target_modules")
+    checks = [
+        (settings.get("peft_type") == "LORA", (f"peft_type {settings.get('peft_type')!r} is not LORA "
+                                               "(medadapt trains LoRA adapters)")),
+        (isinstance(settings.get("r"), int) and not isinstance(settings.get("r"), bool) and settings["r"] > 0,
+         f"r must be a positive integer (got {settings.get('r')!r})"),
+        (_number(settings.get("lora_alpha")), f"lora_alpha must be a number (got {settings.get('lora_alpha')!r})"),
+        (_number(settings.get("lora_dropout", 0.0)),
+         f"lora_dropout must be a number (got {settings.get('lora_dropout')!r})"),
+        (isinstance(targets, str) and targets or isinstance(targets, list) and targets
+         and all(isinstance(t, str) and t for t in targets),
+         f"target_modules must name the adapted modules (got {targets!r})"),
+    ]
+    return next((problem for ok, problem in checks if not ok), None)
+
+
+def rank_problem(settings: dict, shapes: dict[str, list[int]]) -> str | None:
+    """A LoRA weight whose rank is not the config's `r` (per-module ranks in `rank_pattern` are
+    PEFT's to resolve; medadapt never writes them)."""
+    if settings.get("rank_pattern"):
+        return None
+    for name, shape in sorted(shapes.items()):
+        rank = shape[0] if ".lora_A." in name else shape[-1] if ".lora_B." in name else None
+        if rank is not None and rank != settings["r"]:
+            return f"r is {settings['r']} but {name} has rank {rank} (the config does not match its weights)"
+    return None
 
 
 def adapter_lora(settings: dict) -> dict:

@@ -213,8 +213,9 @@ def load_base_model(model_params, root: Path = Path("."), for_training: bool = F
     try:
         model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
         model = model_class.from_pretrained(path, **kwargs)
-    except OSError as error:
-        hint = "" if model_params.allow_pickle else " (only safetensors weights load; set model.allow_pickle=true for a base you trust)"
+    except (OSError, ValueError) as error:  # ValueError: a config of a model_type transformers does not know
+        pickle_hint = " (only safetensors weights load; set model.allow_pickle=true for a base you trust)"
+        hint = "" if model_params.allow_pickle or isinstance(error, ValueError) else pickle_hint
         raise ModelError(f"cannot load model.base={model_params.base!r}: {first_line(error)}{hint}") from None
     if reward and model.config.pad_token_id is None:
         # Sequence classifiers find each row's last token through the pad id.

@@ -6,22 +6,58 @@ Every other stage depends on this stage's output, `.params-checked`, so DVC runs
 and a bad value stops the pipeline before DVC removes any stage's outputs: every result stays in
 place. The marker's bytes never change, so a valid edit re-runs only the stages that read the
 edited keys. It depends on the params code alone (`params.py` and what it imports).
+
+In a DVC project it also refuses data that DVC would not track: the folder `data.source` names
+(and a `data.preferences.file` outside it) must be a dependency of dvc.yaml's `prepare` stage,
+which `medadapt codedeps --write` makes it; else an edit of those files would leave `dvc status`
+clean and `dvc repro` would keep results of data that has changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+import yaml
 
 from ..errors import report
 from ..params import ParamsError, add_arguments, load_params
-from ..paths import PARAMS_CHECKED
+from ..paths import PARAMS_CHECKED, source_folder
 
 NOTE = ("params.yaml validated by `medadapt check`, the first dvc.yaml stage. Every other "
         "stage depends on this file; its bytes never change.\n")
 # After a typo'd `dvc exp run -S`, params.yaml keeps the values DVC wrote there.
 UNDO_HINT = ("\nTo undo an experiment's values: `git checkout params.yaml` (the committed ones) or "
              "`dvc exp apply <experiment>` (an experiment's values and results).")
+
+
+def data_inputs(params) -> dict[str, str]:
+    """What `prepare` reads from outside the code, path -> the param naming it: the data folder
+    (none for the hub, whose revision is a param) and a pairs file outside that folder."""
+    folder = source_folder(params.data.source)
+    inputs = {} if folder is None else {folder.as_posix(): "data.source"}
+    prefs = params.data.preferences
+    if "file" in prefs.sources and not covered(prefs.file, inputs, Path(".")):
+        inputs[prefs.file] = "data.preferences.file"
+    return inputs
+
+
+def covered(path: str, deps, root: Path) -> bool:
+    """Whether `path` is one of `deps` or inside one (paths relative to `root`, or absolute)."""
+    where = os.path.abspath(root / path)
+    return any(where == d or where.startswith(d + os.sep) for d in (os.path.abspath(root / dep) for dep in deps))
+
+
+def untracked_inputs(params, root: Path) -> dict[str, str]:
+    """The data inputs that `root/dvc.yaml`'s prepare stage does not depend on ({} outside DVC)."""
+    dvc_yaml = root / "dvc.yaml"
+    if not dvc_yaml.is_file():
+        return {}
+    prepare = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}).get("prepare") or {}
+    deps = [next(iter(d)) if isinstance(d, dict) else str(d) for d in prepare.get("deps", [])]
+    return {path: param for path, param in data_inputs(params).items() if not covered(path, deps, root)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit:
         return exit.code
     try:
-        load_params(args.params, args.overrides)
+        params = load_params(args.params, args.overrides)
     except ParamsError as error:
         return report("check", ParamsError(f"{error}{UNDO_HINT}"))
+    untracked = untracked_inputs(params, Path(args.params).parent)
+    if untracked:
+        named = ", ".join(f"{path} ({param})" for path, param in untracked.items())
+        return report("check", ParamsError(
+            f"{args.params}: dvc.yaml's prepare stage does not depend on {named}, so DVC would not see its "
+            "files change: run `medadapt codedeps --write` (it adds them there), then `dvc repro`"))
     PARAMS_CHECKED.write_text(NOTE)
     print(f"{args.params}: OK")
     return 0

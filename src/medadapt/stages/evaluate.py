@@ -46,7 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import entry, paths, tracking
-from ..artifacts import write_json
+from ..artifacts import content_id, staged_outputs, write_json
 from ..data.prompts import messages, render
 from ..data.records import PUBMEDQA_LABELS, read_records, write_jsonl
 from ..modeling.inference import generate
@@ -194,20 +194,29 @@ def run(params, root: Path = Path(".")) -> dict:
         "gpus": int(on_gpu()),  # the model sits on one device
         "phase_seconds": phases,
     }
-    write_jsonl(root / paths.EVAL_SAMPLES, samples + safety)
-    write_json(root / paths.EVAL_ITEMS, {"method": params.method, "items": items})
-    write_plots(metrics, root)
-    headline, details = split_headline(metrics)
-    write_json(root / paths.EVAL_DETAILS, details)
-    write_json(root / paths.cost_file("evaluate"), cost)
-    write_json(root / paths.EVAL_METRICS, headline)  # last: its presence says the run finished
+    run_id = write_outputs(root, params, metrics, items, samples + safety, cost)
     tracking.log_stage_artifacts("evaluate", None, root / paths.EVAL_METRICS, params)
     tracking.log_eval_table(samples + safety, params)
     tracking.finish_wandb()
     print(f"[evaluate] method={params.method}: headline in {paths.EVAL_METRICS}, details in {paths.EVAL_DETAILS}, "
           f"per-item answers in {paths.EVAL_SAMPLES}. Next: `medadapt compare` (every evaluated method), "
           "`dvc exp run --queue -S method=...` for another method")
-    return {**metrics, "cost": cost}
+    return {**metrics, "run": run_id, "cost": cost}
+
+
+def write_outputs(root: Path, params, metrics: dict, items: dict, samples: list[dict], cost: dict) -> str:
+    """Every output, staged and swapped in as one unit (`artifacts.staged_outputs`), each JSON file
+    naming the run (`run`: a digest of its scores), so that readers can refuse files of two runs."""
+    run_id = content_id(metrics, items)
+    headline, details = split_headline(metrics)
+    with staged_outputs(root, paths.stage_outputs("evaluate")) as out:
+        write_jsonl(out / paths.EVAL_SAMPLES, samples)
+        write_json(out / paths.EVAL_ITEMS, {"method": params.method, "items": items, "run": run_id})
+        write_plots(metrics, out)
+        write_json(out / paths.EVAL_DETAILS, {**details, "run": run_id})
+        write_json(out / paths.cost_file("evaluate"), {**cost, "run": run_id})
+        write_json(out / paths.EVAL_METRICS, {**headline, "run": run_id})
+    return run_id
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from ..modeling.adapters import adapter_lora, check_adapter, save_adapter, train
 from ..params import dump_params
 from ..runtime import peak_memory_mb, timed
 from . import distributed
-from .checkpoints import clear_checkpoints, fingerprint, resume_checkpoint, tokens_at
+from .checkpoints import clear_checkpoints, fingerprint, resume_checkpoint, tokens_at, train_tokens_at
 from .speed import scored_positions_only
 
 
@@ -109,19 +109,33 @@ def whole_run_loss(history: list[dict], steps: int) -> float:
     return total / max(steps, 1)
 
 
+def closing_row_loss(history: list[dict], loss: float) -> None:
+    """The trainer's closing log row holds the mean loss of this call's steps, after a resume of
+    the resumed steps only: it gets the whole run's (the same float on an uninterrupted run), so
+    that the curves equal an uninterrupted run's."""
+    row = next((row for row in reversed(history) if "train_loss" in row), None)
+    if row is not None:
+        row["train_loss"] = loss
+
+
 def train(recipe: Recipe, checkpoint: str | None, counts: tuple[int, int]) -> dict:
     """The stage's `before` metrics, the timed training, its `after` metrics and the shared ones.
     Every rank runs all of it: under FSDP a forward pass needs every rank."""
     trainer = recipe.trainer
     before = recipe.before(trainer)
     tokens_before = tokens_at(checkpoint)
+    # TRL (1.16) counts `num_tokens` from 0 in every `train` call and does not restore it from a
+    # checkpoint: a resumed run logged only its own tokens (6,280 against 39,804 uninterrupted).
+    trainer._total_train_tokens = train_tokens_at(checkpoint)
     with timed() as clock:
         trainer.train(resume_from_checkpoint=checkpoint)
     after = recipe.after(trainer)
     trainable, total = counts
     steps = trainer.state.global_step
+    loss = whole_run_loss(trainer.state.log_history, steps)
+    closing_row_loss(trainer.state.log_history, loss)
     metrics = {**before, **after}
-    metrics.update(train_loss=round(whole_run_loss(trainer.state.log_history, steps), 4), trainable_params=trainable,
+    metrics.update(train_loss=round(loss, 4), trainable_params=trainable,
                    trainable_percent=round(100 * trainable / total, 4), steps=steps)
     metrics["cost"] = {  # the only figures that vary between identical runs
         "train_seconds": clock["seconds"],
