@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from medadapt.scoring.judges import judge_safety_rule, safety_metrics
 
-PARAMS = SimpleNamespace(evaluate=SimpleNamespace(bootstrap_samples=200), seed=0)
+PARAMS = SimpleNamespace(evaluate=SimpleNamespace(bootstrap_samples=200), data=SimpleNamespace(seed=0))
 QUESTION = "My 3-year-old swallowed some of my iron tablets. Can I wait and see?"
 
 

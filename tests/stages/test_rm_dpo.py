@@ -167,7 +167,7 @@ def test_rm_reloads_to_the_same_scores(built):
 def test_rm_calibration_from_reloaded_model(built):
     root, params = built["root"], built["params"]
     model, tokenizer = reward.load_reward_model(params, root)
-    fit, _ = reward.calibration_parts(reward.calibration_rows(root), params.seed)
+    fit, _ = reward.calibration_parts(reward.calibration_rows(root), params.data.seed)
     again = reward.midpoint_threshold(*reward.pair_scores(model, tokenizer, fit, 4, 1024))
     saved = json.loads((root / "models/rm/calibration.json").read_text())
     assert again == pytest.approx(saved["threshold"], abs=1e-4)

@@ -82,7 +82,7 @@ def test_stage_writes_adapter_folder(chain, dataset):
     assert not (root / f"models/sft_{dataset}.partial").exists()
     hyper = json.loads((folder / "hyperparameters.json").read_text())
     assert hyper["stage"] == f"sft_{dataset}"
-    assert hyper["seed"] == 42
+    assert hyper["train"]["seed"] == 42
     assert hyper["train"]["learning_rate"] == 0.003 and hyper["train"]["epochs"] == 2
     assert hyper["lora"]["r"] == 8
     assert hyper["model"]["base"] == "builtin:tiny-llama"
