@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
 
 from medadapt import cli, paths
 from medadapt.commands.codedeps import stage_code
 
-from conftest import REPO, write_params
+from conftest import REPO, make_project, write_params
 
 
 def test_check_prints_ok_and_writes_a_constant_marker(project, capsys):
@@ -52,8 +55,48 @@ def test_check_does_not_load_torch(project):
     assert done.stdout.splitlines()[-1] == "False"
 
 
-
-
 def test_check_depends_on_the_params_code_alone():
-    assert stage_code("check") == ["src/medadapt/errors.py", "src/medadapt/params.py", "src/medadapt/paths.py",
-                                   "src/medadapt/stages/check.py"]
+    assert stage_code("check") == ["src/medadapt/errors.py", "src/medadapt/gitindex.py", "src/medadapt/params.py",
+                                   "src/medadapt/paths.py", "src/medadapt/stages/check.py"]
+
+
+# ---- the README's undo after a typo'd experiment, literally ------------------------------------
+
+
+def run(folder, *command: str, check: bool = True) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+    assert (done.returncode == 0) == check, f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def dvc_project(tmp_path) -> Path:
+    """A git + DVC project on the tiny model whose params.yaml is written as the repo's is
+    (`medadapt params --write`: DVC's layout, comments in a column), committed."""
+    folder = make_project(tmp_path / "project")
+    shutil.copytree(REPO / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / name, folder / name)
+    run(folder, "medadapt", "params", "--write")
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "ci@example.invalid"],
+                    ["git", "config", "user.name", "ci"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "commit", "-qm", "project"]):
+        run(folder, *command)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_readme_undo_after_a_typo_restores_params_yaml(dvc_project):
+    """README, "After a typo": `dvc exp run -S method=dp` fails in `check`, then `git checkout
+    params.yaml` puts the committed values back. DVC's stash rewrites params.yaml at the same size
+    within a second, which git's index used to hide (gitindex.py), in most tries: three typos."""
+    committed = (dvc_project / "params.yaml").read_bytes()
+    for typo in ("dp", "db", "sfft"):
+        output = run(dvc_project, "dvc", "exp", "run", "-S", f"method={typo}", check=False)
+        assert "medadapt check: error" in output and f"'{typo}'" in output
+        assert f"method: {typo} " in (dvc_project / "params.yaml").read_text()
+        assert run(dvc_project, "git", "status", "--porcelain") == " M params.yaml\n"
+        run(dvc_project, "git", "checkout", "params.yaml")
+        assert (dvc_project / "params.yaml").read_bytes() == committed

@@ -6,6 +6,10 @@ Every other stage depends on this stage's output, `.params-checked`, so DVC runs
 and a bad value stops the pipeline before DVC removes any stage's outputs: every result stays in
 place. The marker's bytes never change, so a valid edit re-runs only the stages that read the
 edited keys. It depends on the params code alone (`params.py` and what it imports).
+
+As the first process of every `dvc exp run`, it also makes git see the files DVC's stash wrote
+back within one second (`gitindex.refresh`), so that `git status` lists an experiment's params.yaml
+and `git checkout params.yaml` undoes it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import sys
 
 from ..errors import report
+from ..gitindex import refresh
 from ..params import ParamsError, add_arguments, load_params
 from ..paths import PARAMS_CHECKED
 
@@ -31,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exit:
         return exit.code
+    refresh()  # before validating: a rejected value is what the user will want to undo
     try:
         load_params(args.params, args.overrides)
     except ParamsError as error:
