@@ -34,7 +34,12 @@ SEED = Field(42, ge=0, lt=2**32)  # numpy and torch take seeds in [0, 2**32)
 
 
 class ParamsError(UserError, ValueError):
-    """A params file or override that does not validate; the message names key and choices."""
+    """A params file or override that does not validate; the message names key and choices.
+    `in_file`: whether the file holds a bad value (False when every bad value came from `--set`)."""
+
+    def __init__(self, message: str, in_file: bool = True):
+        super().__init__(message)
+        self.in_file = in_file
 
 
 class Section(BaseModel):
@@ -311,16 +316,37 @@ class Params(Section):
 # ---- reading params.yaml and --set overrides --------------------------------------------------
 
 
-def _format_error(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid parameters"]
+def _fields_at(path: tuple) -> list[str]:
+    """The keys of the section at `path` (e.g. ("sft", "pubmedqa")); [] where no section is."""
+    model = Params
+    for part in path:
+        field = model.model_fields.get(str(part))
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def _unknown_key(loc: tuple) -> str:
+    """`unknown key`, with the closest valid key of its section when one is close."""
+    close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
+    return f"unknown key; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else "unknown key"
+
+
+def _format_error(error: ValidationError, source: str, overrides: dict[str, str]) -> tuple[str, bool]:
+    """The message, and whether any error is in the file (not only in `--set` values): a key set
+    by `--set` (`overrides`: key -> the argument) is blamed on that argument, never on the file,
+    which it did not change."""
+    lines, in_file = [], False
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
+        message = _unknown_key(item["loc"]) if item["type"] == "extra_forbidden" else item["msg"]
         got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {item.get('input')!r})"
-        lines.append(f"  {key}: {message}{got}")
-    return "\n".join(lines)
+        given = [text for name, text in overrides.items()
+                 if name == key or name.startswith(key + ".") or key.startswith(name + ".")]
+        in_file = in_file or not given
+        lines.append(f"  {key}: {message}{got}" + (f", from --set {given[0]}" if given else ""))
+    return "\n".join([f"{source if in_file else '--set'}: invalid parameters", *lines]), in_file
 
 
 def _set_dotted(tree: dict, dotted: str, value: object) -> None:
@@ -329,23 +355,29 @@ def _set_dotted(tree: dict, dotted: str, value: object) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ParamsError(f"override {dotted}: {part} is not a section")
+            raise ParamsError(f"--set {dotted}: {part} is not a section", in_file=False)
     node[leaf] = value
 
 
 def parse_params(tree: dict, source: str = "params.yaml", overrides: list[str] = ()) -> Params:
     """Validate a params tree; `overrides` are `key.sub=value` strings (value parsed as YAML), with
     DVC's `+`/`++` prefix for a key the file does not hold yet allowed and ignored."""
-    tree = copy.deepcopy(tree or {})
+    tree, given = copy.deepcopy(tree or {}), {}
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep:
-            raise ParamsError(f"override {override!r}: expected key=value")
-        _set_dotted(tree, key.strip().lstrip("+"), yaml.safe_load(raw))
+            raise ParamsError(f"--set {override}: expected key=value", in_file=False)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ParamsError(f"--set {override}: the value is not valid YAML", in_file=False) from None
+        given[key.strip().lstrip("+")] = override
+        _set_dotted(tree, key.strip().lstrip("+"), value)
     try:
         return Params.model_validate(tree)
     except ValidationError as error:
-        raise ParamsError(_format_error(error, source)) from None
+        message, in_file = _format_error(error, source, given)
+        raise ParamsError(message, in_file=in_file) from None
 
 
 def add_arguments(parser) -> None:

@@ -28,11 +28,22 @@ def test_check_prints_ok_and_writes_a_constant_marker(project, capsys):
 
 
 def test_check_names_the_bad_key_and_exits_2(project, capsys):
-    assert cli.main(["check", "--set", "method=dp"]) == 2
+    write_params(project, method="dp")
+    assert cli.main(["check"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("medadapt check: error: params.yaml: invalid parameters")
     assert "method:" in err and "'dp'" in err and "Traceback" not in err
+    assert "git checkout params.yaml" in err  # the way back from what `dvc exp run -S` wrote there
     assert not (project / paths.PARAMS_CHECKED).exists()
+
+
+def test_a_bad_set_value_blames_the_argument_and_suggests_no_undo(project, capsys):
+    """The file is untouched by `--set`: no `git checkout` to run, and the error says where the
+    value came from."""
+    assert cli.main(["check", "--set", "method=dp"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medadapt check: error: --set: invalid parameters")
+    assert "from --set method=dp" in err and "git checkout" not in err and "params.yaml" not in err
 
 
 def test_every_stage_waits_for_check():

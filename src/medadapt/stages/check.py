@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_params(args.params, args.overrides)
     except ParamsError as error:
-        return report("check", ParamsError(f"{error}{UNDO_HINT}"))
+        # The undo is for values DVC wrote into the file; a bad `--set` left the file as it was.
+        return report("check", ParamsError(f"{error}{UNDO_HINT}") if error.in_file else error)
     PARAMS_CHECKED.write_text(NOTE)
     print(f"{args.params}: OK")
     return 0
