@@ -137,6 +137,19 @@ def test_typo_in_an_experiment_stops_before_any_output_is_removed(repo):
     assert "| icl |" in run(repo, "medadapt", "compare")
 
 
+def test_a_missing_data_folder_stops_in_check_with_every_output_in_place(repo):
+    """Issue 24.2: `check` looks for what the params name, so DVC never removes prepare's outputs
+    for a source that is not there."""
+    outputs = [repo / "metrics/prepare.json", repo / "data/prepared/medqa/eval.jsonl", repo / "models/base/config.json"]
+    before = {path: path.read_bytes() for path in outputs}
+    output = run(repo, "dvc", "exp", "run", "-S", "data.source=../shared/dta", check=False)
+    assert "medadapt check: error" in output and "data.source: no folder ../shared/dta" in output
+    assert "Running stage 'prepare'" not in output
+    assert {path: path.read_bytes() for path in outputs} == before
+    run(repo, "git", "checkout", "params.yaml")
+    assert "data.source" not in run(repo, "git", "status", "--porcelain")
+
+
 def test_scaling_grid_runs_queued_then_charts(repo):
     """The README's grid, shrunk to what re-runs only `icl` and `evaluate` (a train-size point
     re-runs the whole pipeline: too slow for CI): ICL at k 0 and 1, and the SFT method."""

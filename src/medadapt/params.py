@@ -333,19 +333,26 @@ def _unknown_key(loc: tuple) -> str:
     return f"unknown key; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else "unknown key"
 
 
-def _format_error(error: ValidationError, source: str, overrides: dict[str, str]) -> tuple[str, bool]:
+def set_by(key: str, overrides: list[str]) -> str | None:
+    """The `--set` argument that gave `key` (dotted) its value, or a value inside it; None if none did."""
+    for override in overrides:
+        name = override.partition("=")[0].strip().lstrip("+")
+        if name == key or name.startswith(key + ".") or key.startswith(name + "."):
+            return override
+    return None
+
+
+def _format_error(error: ValidationError, source: str, overrides: list[str]) -> tuple[str, bool]:
     """The message, and whether any error is in the file (not only in `--set` values): a key set
-    by `--set` (`overrides`: key -> the argument) is blamed on that argument, never on the file,
-    which it did not change."""
+    by `--set` is blamed on that argument, never on the file, which it did not change."""
     lines, in_file = [], False
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = _unknown_key(item["loc"]) if item["type"] == "extra_forbidden" else item["msg"]
         got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {item.get('input')!r})"
-        given = [text for name, text in overrides.items()
-                 if name == key or name.startswith(key + ".") or key.startswith(name + ".")]
+        given = set_by(key, overrides)
         in_file = in_file or not given
-        lines.append(f"  {key}: {message}{got}" + (f", from --set {given[0]}" if given else ""))
+        lines.append(f"  {key}: {message}{got}" + (f", from --set {given}" if given else ""))
     return "\n".join([f"{source if in_file else '--set'}: invalid parameters", *lines]), in_file
 
 
@@ -362,7 +369,7 @@ def _set_dotted(tree: dict, dotted: str, value: object) -> None:
 def parse_params(tree: dict, source: str = "params.yaml", overrides: list[str] = ()) -> Params:
     """Validate a params tree; `overrides` are `key.sub=value` strings (value parsed as YAML), with
     DVC's `+`/`++` prefix for a key the file does not hold yet allowed and ignored."""
-    tree, given = copy.deepcopy(tree or {}), {}
+    tree = copy.deepcopy(tree or {})
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep:
@@ -371,12 +378,11 @@ def parse_params(tree: dict, source: str = "params.yaml", overrides: list[str] =
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ParamsError(f"--set {override}: the value is not valid YAML", in_file=False) from None
-        given[key.strip().lstrip("+")] = override
         _set_dotted(tree, key.strip().lstrip("+"), value)
     try:
         return Params.model_validate(tree)
     except ValidationError as error:
-        message, in_file = _format_error(error, source, given)
+        message, in_file = _format_error(error, source, list(overrides))
         raise ParamsError(message, in_file=in_file) from None
 
 

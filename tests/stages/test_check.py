@@ -58,17 +58,20 @@ def test_every_stage_waits_for_check():
         assert str(paths.PARAMS_CHECKED) in stage["deps"], name
 
 
-def test_check_does_not_load_torch(project):
-    """`check` runs before the pipeline on every params change: it must stay a fraction of a second."""
-    code = "import sys; from medadapt import cli; assert cli.main(['check']) == 0; print('torch' in sys.modules)"
+@pytest.mark.parametrize("args, status", [([], 0), (["--set", "model.base=org/model"], 2)])
+def test_check_does_not_load_torch(project, args, status):
+    """`check` runs before the pipeline on every params change: it must stay a fraction of a second,
+    a hub id's look-up included (offline here)."""
+    code = f"import sys; from medadapt import cli; assert cli.main({['check', *args]}) == {status}; " \
+           "print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"})
     assert done.stdout.splitlines()[-1] == "False"
 
 
 def test_check_depends_on_the_params_code_alone():
-    assert stage_code("check") == ["src/medadapt/errors.py", "src/medadapt/gitindex.py", "src/medadapt/params.py",
-                                   "src/medadapt/paths.py", "src/medadapt/stages/check.py"]
+    assert stage_code("check") == ["src/medadapt/errors.py", "src/medadapt/gitindex.py", "src/medadapt/inputs.py",
+                                   "src/medadapt/params.py", "src/medadapt/paths.py", "src/medadapt/stages/check.py"]
 
 
 # ---- the README's undo after a typo'd experiment, literally ------------------------------------

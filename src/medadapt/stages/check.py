@@ -1,4 +1,4 @@
-"""Stage `check`: validate params.yaml before any other stage runs.
+"""Stage `check`: validate params.yaml, and that what it names is there, before any other stage runs.
 
     dvc repro check             # or: medadapt check
 
@@ -19,6 +19,7 @@ import sys
 
 from ..errors import report
 from ..gitindex import refresh
+from ..inputs import check_inputs
 from ..params import ParamsError, add_arguments, load_params
 from ..paths import PARAMS_CHECKED
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit.code
     refresh()  # before validating: a rejected value is what the user will want to undo
     try:
-        load_params(args.params, args.overrides)
+        params = load_params(args.params, args.overrides)
+        check_inputs(params, source=args.params, overrides=args.overrides)
     except ParamsError as error:
         # The undo is for values DVC wrote into the file; a bad `--set` left the file as it was.
         return report("check", ParamsError(f"{error}{UNDO_HINT}") if error.in_file else error)
