@@ -218,3 +218,14 @@ def test_chart_marks_direction_model_n_and_a_zero_value():
     assert lower.get_ylim()[0] < 0
     markers = [line for line in lower.get_lines() if line.get_marker() == "o"]
     assert any(0.0 in line.get_ydata() for line in markers)
+
+
+def test_the_title_names_a_data_folder_without_its_machine_path():
+    """Issue 24.10: the reference chart's title read `data /tmp/data`."""
+    comparison = key("data.source=/tmp/run-42/shared/data")
+    runs = {"base": {"method": "base", "source": "base", "items": {},
+                     "metrics": {"method": "base", "medqa": {"accuracy": rate([1, 0] * 3)}}}}
+    title = compare.figure(compare.table(runs), comparison).get_suptitle()
+    assert "data folder data," in title and "/tmp" not in title
+    assert "data folder data," in compare.describe(comparison)
+    assert "data sample," in compare.describe(key())

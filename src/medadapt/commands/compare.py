@@ -46,6 +46,12 @@ def key_differences(first: dict, other: dict) -> list[str]:
             if a.get(field) != b.get(field)]
 
 
+def source_name(source: str) -> str:
+    """`data.source` as a reader names it: sample, hub, or a folder by its own name (the path
+    before it belongs to the machine that ran it)."""
+    return source if source in ("sample", "hub") else f"folder {Path(source).name}"
+
+
 def describe(key: dict | None) -> str:
     """One line naming what the runs of a table share."""
     if key is None:
@@ -55,7 +61,7 @@ def describe(key: dict | None) -> str:
     items = ", ".join(f"{name} {digest['n']}" for name, digest in key["data"]["eval_ids"].items())
     model, prompt = key["model"], key["prompt"]
     return (f"Model {model['base']} (quantization {model['quantization']}, dtype {model['dtype']}); "
-            f"data {key['data']['source']}, eval items {items}; seed {key['seed']}; "
+            f"data {source_name(key['data']['source'])}, eval items {items}; seed {key['seed']}; "
             + ", ".join(f"{name} {value}" for name, value in prompt.items()) + ".")
 
 
@@ -190,7 +196,8 @@ def figure(rows: list[dict], key: dict | None):
     # one legend above the panels, where it hides no bar
     plot.legend(handles, methods, loc="upper center", bbox_to_anchor=(0.5, 0.96), ncol=len(methods), fontsize=8,
                 frameon=False)
-    title = (f"medadapt: {key['model']['base']}, data {key['data']['source']}, the same eval items for every method"
+    title = (f"medadapt: {key['model']['base']}, data {source_name(key['data']['source'])}, the same eval items for "
+             "every method"
              if key else "medadapt: results without a comparison key (model and data not recorded)")
     plot.suptitle(title, fontsize=11)
     plot.tight_layout(rect=(0, 0, 1, 0.93))
