@@ -180,7 +180,8 @@ def figure(plot_id: str, props: dict, root: Path):
     plot = Figure(figsize=(7, 4.5), layout="constrained")  # room for long labels and the whole title
     axis = plot.add_subplot()
     DRAW[template](axis, drawn, template)
-    axis.set_title(textwrap.fill(props.get("title", plot_id), TITLE_CHARACTERS), fontsize=10)
+    # over the figure, not the axis, which long tick labels push right: the title stays whole
+    plot.suptitle(textwrap.fill(props.get("title", plot_id), TITLE_CHARACTERS), fontsize=10)
     if "x_label" in props:
         axis.set_xlabel(props["x_label"])
     if "y_label" in props:
