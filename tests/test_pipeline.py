@@ -209,6 +209,6 @@ def test_scaling_grid_runs_queued_then_charts(repo):
     medqa = {(p["budget"], p["method"], p.get("asked")) for p in points if p["dataset"] == "medqa"}
     assert {("icl.k", "icl", 0), ("icl.k", "icl", 1), ("icl.k", "icl", 3), ("base", "base", None)} <= medqa
     assert (repo / "reports/scaling.png").stat().st_size > 5000
-    output = run(repo, "medadapt", "costs")
+    output = run(repo, "medadapt", "costs", "reports/cost")  # with a prefix it also writes them
     assert "| sft | sft_pubmedqa, sft_medmcqa, sft_medqa |" in output and "| icl | none |" in output
     assert (repo / "reports/cost.png").stat().st_size > 5000
