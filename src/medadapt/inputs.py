@@ -54,6 +54,7 @@ def source_folder(params: Params, root: Path) -> Path | None:
 
 
 def data_problems(params: Params, root: Path) -> dict[str, str]:
+    """The source folder (or the hub's reachability) and the preference file."""
     data, found = params.data, {}
     folder = source_folder(params, root)
     if data.source == "hub" and os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -101,16 +102,20 @@ def base_problem(base: str, root: Path) -> str | None:
     """What is wrong with `model.base` (None: a built-in, a folder, or a hub model that exists)."""
     if base.startswith("builtin:") or (root / base).is_dir():
         return None  # built-in names are validated with the params
+    if base.startswith(PATH_PREFIXES) or not hub_id_form(base):
+        return f"no folder {base}, and not a hub id (namespace/name)"
+    return hub_problem(base)
+
+
+def hub_id_form(text: str) -> bool:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
     try:
-        if base.startswith(PATH_PREFIXES):
-            raise HFValidationError("a path")
-        validate_repo_id(base)
+        validate_repo_id(text)
     except HFValidationError:
-        return f"no folder {base}, and not a hub id (namespace/name)"
-    return hub_problem(base)
+        return False
+    return True
 
 
 def hub_problem(repo_id: str, repo_type: str = "model") -> str | None:
