@@ -10,7 +10,8 @@ from medadapt.sources import SRC, imported_modules, stage_code
 
 # Lowest first: a module may import its own floor and the floors below it, never one above.
 FLOORS = [
-    {"errors", "paths", "params", "quiet", "artifacts", "runtime", "tracking", "entry", "sources"},  # ground floor
+    {"errors", "paths", "params", "quiet", "artifacts", "runtime", "tracking", "entry", "sources", "gitindex",
+     "inputs"},  # the ground floor
     {"data"}, {"modeling"}, {"scoring"}, {"training"}, {"stages"}, {"commands"}, {"cli"},
 ]
 MODULES = sorted(".".join(p.relative_to(SRC).with_suffix("").parts) for p in (SRC / "medadapt").rglob("*.py")

@@ -114,7 +114,7 @@ def _error(tree, overrides=()) -> str:
 )
 def test_value_outside_choices_names_key_and_valid_values(tree, override, key, valid):
     message = _error(tree, [override])
-    assert message.startswith("params.yaml: invalid parameters")
+    assert message.startswith("--set: invalid parameters")  # the file is not what is wrong
     lines = [line.strip() for line in message.splitlines()[1:]]
     line = next(line for line in lines if line.startswith(key + ":"))
     for value in valid:
@@ -259,7 +259,7 @@ def test_override_without_equals_is_rejected(tree):
 
 
 def test_override_below_a_scalar_is_rejected(tree):
-    with pytest.raises(ParamsError, match="override method.x: method is not a section"):
+    with pytest.raises(ParamsError, match="--set method.x: method is not a section"):
         parse_params(tree, overrides=["method.x=1"])
 
 
@@ -366,7 +366,7 @@ def test_a_hub_entry_must_name_a_dataset(tree):
 
 def test_an_override_that_is_not_yaml_is_one_line(tree):
     message = _error(tree, ["seed=[1"])
-    assert message.startswith("override seed=[1: not valid YAML") and "\n" not in message
+    assert message.startswith("--set seed=[1: not valid YAML") and "\n" not in message
 
 
 def test_a_params_file_that_is_a_folder_or_not_utf8_is_one_line(tmp_path):
@@ -422,3 +422,39 @@ def test_the_error_message_is_bounded(tree):
     message = _error(tree, ["method=" + "x" * 100_000, *[f"lora.bogus{i}=1" for i in range(100)]])
     assert len(message) < 5_000
     assert "more" in message.splitlines()[-1]
+
+
+# ---- --set: blamed on the argument, not on the file ----------------------------------------------
+
+
+def test_a_bad_set_value_names_the_argument_not_the_file(tree):
+    with pytest.raises(ParamsError) as info:
+        parse_params(tree, "params.yaml", ["method=dp"])
+    message = str(info.value)
+    assert message.startswith("--set: invalid parameters") and "params.yaml" not in message
+    assert "method: Input should be" in message and "from --set method=dp" in message
+    assert info.value.in_file is False
+
+
+def test_a_bad_file_value_beside_a_set_still_names_the_file(tree):
+    tree["icl"]["selector"] = "x"
+    with pytest.raises(ParamsError) as info:
+        parse_params(tree, "params.yaml", ["method=dp"])
+    assert str(info.value).startswith("params.yaml: invalid parameters") and info.value.in_file
+    assert "from --set method=dp" in str(info.value) and "icl.selector:" in str(info.value)
+
+
+@pytest.mark.parametrize("override, suggestion", [
+    ("lora.alpah=32", "did you mean lora.alpha?"),
+    ("modle.base=x", "did you mean model?"),
+    ("sft.pubmedqa.batch_sise=2", "did you mean sft.pubmedqa.batch_size?"),
+    ("evaluate.max_new_token=8", "did you mean evaluate.max_new_tokens?"),
+])
+def test_an_unknown_key_gets_the_closest_valid_one(tree, override, suggestion):
+    assert suggestion in _error(tree, [override])
+
+
+def test_an_unreadable_set_value_is_one_line(tree):
+    with pytest.raises(ParamsError) as info:
+        parse_params(tree, "params.yaml", ["data.datasets=[pubmedqa"])
+    assert str(info.value) == "--set data.datasets=[pubmedqa: the value is not valid YAML"

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, make_project
 
@@ -26,9 +27,9 @@ STAGES = ["prepare", "sft_pubmedqa", "sft_medmcqa", "sft_medqa", "icl", "rm", "p
 NOISE = ["gemm_4bit_forward", "is_gradient_checkpointing", "LOAD REPORT", "Consider training on your downstream task"]
 
 
-def run(folder: Path, *command: str, check: bool = True) -> str:
+def run(folder: Path, *command: str, check: bool = True, env: dict | None = None) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **(env or {})}
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
     failed = done.returncode != 0
     assert failed != check, f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -77,15 +78,62 @@ def tree_files(root: Path) -> dict[str, bytes]:
             and "__pycache__" not in path.parts}
 
 
+# A sitecustomize module that makes transformers and peft stamp the next patch version, as a newer
+# install of either would: every module of theirs that copies `__version__` gets it.
+ANOTHER_RELEASE = """
+import importlib.abc, importlib.machinery, importlib.metadata, sys
+
+def next_patch(package):
+    real = importlib.metadata.version(package)
+    major, minor, patch = real.split(".")[:3]
+    return real, f"{major}.{minor}.{int(patch) + 1}"
+
+RELEASES = {package: next_patch(package) for package in ("transformers", "peft")}
+
+class NextPatch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        package = name.split(".")[0]
+        spec = importlib.machinery.PathFinder.find_spec(name, path) if package in RELEASES else None
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        load, (real, other) = spec.loader.exec_module, RELEASES[package]
+        def exec_module(module):
+            load(module)
+            if getattr(module, "__version__", None) == real:
+                module.__version__ = other
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, NextPatch())
+"""
+
+
+def without_cost(lock: str) -> dict:
+    """dvc.lock less the hashes of the run's cost files (seconds and memory vary by design)."""
+    stages = yaml.safe_load(lock)["stages"]
+    for stage in stages.values():
+        stage["outs"] = [out for out in stage.get("outs", []) if not out["path"].startswith("reports/cost/")]
+    return stages
+
+
 def test_the_pipeline_in_a_fresh_clone_writes_byte_identical_files(repo, tmp_path):
     """Determinism: a fresh clone (no DVC cache, so every stage runs) reproduces every file of
-    the first run byte for byte, adapters included; only the cost of the runs differs."""
-    clone = tmp_path / "clone"
+    the first run byte for byte, adapters included, and the committed dvc.lock but the cost
+    files' hashes, under another patch release of transformers and peft (issue 24.3: their
+    version stamps re-hashed models/base and every stage after it)."""
+    clone, hooks = tmp_path / "clone", tmp_path / "another-release"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(ANOTHER_RELEASE)
     run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
-    run(clone, "dvc", "repro")
+    python_path = os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])])
+    probe = "import transformers.configuration_utils as c, peft.config as p; print(c.__version__, p.__version__)"
+    assert run(clone, sys.executable, "-c", probe, env={"PYTHONPATH": python_path}).split() != \
+        run(clone, sys.executable, "-c", probe).split()  # the hook works
+    run(clone, "dvc", "repro", env={"PYTHONPATH": python_path})
     first, second = tree_files(repo), tree_files(clone)
     assert sorted(first) == sorted(second)
     assert [name for name in first if first[name] != second[name]] == []
+    assert without_cost((clone / "dvc.lock").read_text()) == without_cost(run(repo, "git", "show", "HEAD:dvc.lock"))
 
 
 def test_a_forced_rerun_changes_only_the_cost_of_the_run(repo):
@@ -137,6 +185,19 @@ def test_typo_in_an_experiment_stops_before_any_output_is_removed(repo):
     assert "| icl |" in run(repo, "medadapt", "compare")
 
 
+def test_a_missing_data_folder_stops_in_check_with_every_output_in_place(repo):
+    """Issue 24.2: `check` looks for what the params name, so DVC never removes prepare's outputs
+    for a source that is not there."""
+    outputs = [repo / "metrics/prepare.json", repo / "data/prepared/medqa/eval.jsonl", repo / "models/base/config.json"]
+    before = {path: path.read_bytes() for path in outputs}
+    output = run(repo, "dvc", "exp", "run", "-S", "data.source=../shared/dta", check=False)
+    assert "medadapt check: error" in output and "data.source: no folder ../shared/dta" in output
+    assert "Running stage 'prepare'" not in output
+    assert {path: path.read_bytes() for path in outputs} == before
+    run(repo, "git", "checkout", "params.yaml")
+    assert "data.source" not in run(repo, "git", "status", "--porcelain")
+
+
 def test_scaling_grid_runs_queued_then_charts(repo):
     """The README's grid, shrunk to what re-runs only `icl` and `evaluate` (a train-size point
     re-runs the whole pipeline: too slow for CI): ICL at k 0 and 1, and the SFT method."""
@@ -148,6 +209,6 @@ def test_scaling_grid_runs_queued_then_charts(repo):
     medqa = {(p["budget"], p["method"], p.get("asked")) for p in points if p["dataset"] == "medqa"}
     assert {("icl.k", "icl", 0), ("icl.k", "icl", 1), ("icl.k", "icl", 3), ("base", "base", None)} <= medqa
     assert (repo / "reports/scaling.png").stat().st_size > 5000
-    output = run(repo, "medadapt", "costs")
+    output = run(repo, "medadapt", "costs", "reports/cost")  # with a prefix it also writes them
     assert "| sft | sft_pubmedqa, sft_medmcqa, sft_medqa |" in output and "| icl | none |" in output
     assert (repo / "reports/cost.png").stat().st_size > 5000

@@ -2,7 +2,7 @@
 
     medadapt check                                                  # validate params.yaml
     medadapt prepare | sft <dataset> | icl | rm | pairs | dpo | grpo | evaluate   # the dvc.yaml stages
-    medadapt compare | power | costs | scaling | judges             # read the results
+    medadapt results | compare | power | costs | scaling | judges   # read the results
     medadapt inspect | preset | rehearse | bench | plots            # before and around a run
     medadapt params | codedeps                                      # params.yaml and dvc.yaml, written from the code
     medadapt evaluate --set method=sft --set evaluate.batch_size=4  # one-off overrides
@@ -66,6 +66,7 @@ HELPERS = {
     "costs": Command("what each evaluated method cost beside its accuracy", (
         ("out", {"nargs": "?", "default": None, "metavar": "PREFIX",
                  "help": "also write PREFIX.md and PREFIX.png, e.g. reports/cost (default: print only)"}),)),
+    "results": Command("one row per experiment: its method and headline rates, in 120 columns (the review table)"),
     "scaling": Command("learning curves of the experiment grid (train size, ICL k)"),
     "judges": Command("measure the answer parser and the hallucination and safety judges on their labelled sets"),
     "inspect": Command("print formatted prompts and token-length statistics", (

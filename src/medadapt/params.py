@@ -44,7 +44,12 @@ BUILTIN_MODELS = ("builtin:smollm2-135m", "builtin:tiny-llama")
 
 
 class ParamsError(UserError, ValueError):
-    """A params file or override that does not validate; the message names key and choices."""
+    """A params file or override that does not validate; the message names key and choices.
+    `in_file`: whether the file holds a bad value (False when every bad value came from `--set`)."""
+
+    def __init__(self, message: str, in_file: bool = True):
+        super().__init__(message)
+        self.in_file = in_file
 
 
 class Section(BaseModel):
@@ -453,25 +458,54 @@ _SHORT = reprlib.Repr()
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 80, 80, 6, 6, 3
 
 
-def _format_error(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid parameters"]
+def _fields_at(path: tuple) -> list[str]:
+    """The keys of the section at `path` (e.g. ("sft", "pubmedqa")); [] where no section is."""
+    model = Params
+    for part in path:
+        field = model.model_fields.get(str(part))
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def _unknown_key(loc: tuple) -> str:
+    """`unknown key`, with the closest valid key of its section when one is close."""
+    close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
+    return f"unknown key; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else "unknown key"
+
+
+def set_by(key: str, overrides: list[str]) -> str | None:
+    """The `--set` argument that gave `key` (dotted) its value, or a value inside it; None if none did."""
+    for override in overrides:
+        name = override.partition("=")[0].strip().lstrip("+")
+        if name == key or name.startswith(key + ".") or key.startswith(name + "."):
+            return override
+    return None
+
+
+def _format_error(error: ValidationError, source: str, overrides: list[str]) -> tuple[str, bool]:
+    """The message, and whether any error is in the file (not only in `--set` values): a key set
+    by `--set` is blamed on that argument, never on the file, which it did not change. At most
+    MAX_ERRORS lines, each value shown cut short."""
+    lines, in_file = [], False
     items = error.errors()
     for item in items[:MAX_ERRORS]:
         key = ".".join(str(part) for part in item["loc"])
+        given = set_by(key, overrides) if key else None
+        in_file = in_file or not given
         if item["type"] == "value_error" and isinstance(item.get("input"), dict):
             # a check across keys (a model validator): its message names them; the section's values would bury it
             message = item["msg"].removeprefix("Value error, ")
             lines.append(f"  {key}: {message}" if key else f"  {message}")
             continue
         key = key or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
+        message = _unknown_key(item["loc"]) if item["type"] == "extra_forbidden" else item["msg"]
         got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {_SHORT.repr(item.get('input'))})"
-        lines.append(f"  {key}: {message}{got}")
+        lines.append(f"  {key}: {message}{got}" + (f", from --set {given}" if given else ""))
     if len(items) > MAX_ERRORS:
         lines.append(f"  ... and {len(items) - MAX_ERRORS} more")
-    return "\n".join(lines)
+    return "\n".join([f"{source if in_file else '--set'}: invalid parameters", *lines]), in_file
 
 
 class _Refused(Exception):
@@ -503,9 +537,9 @@ class ParamsLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def parse_yaml(text: str, source: str, numbered: bool = True):
+def parse_yaml(text: str, source: str, numbered: bool = True, in_file: bool = True):
     """The YAML value of `text`; anything ParamsLoader refuses, or bad YAML, is one ParamsError line
-    naming `source` (and the line, if `numbered`)."""
+    naming `source` (and the line, if `numbered`); `in_file` False for a `--set` value."""
     try:
         return yaml.load(text, Loader=ParamsLoader)  # a SafeLoader subclass: plain data only
     except _Refused as refused:
@@ -515,7 +549,7 @@ def parse_yaml(text: str, source: str, numbered: bool = True):
         line = mark.line + 1 if mark else None
         problem = f"not valid YAML ({getattr(error, 'problem', None) or str(error).splitlines()[0]})"
     where = f"{source}, line {line}" if numbered and line else source
-    raise ParamsError(f"{where}: {problem}")
+    raise ParamsError(f"{where}: {problem}", in_file=in_file)
 
 
 def _set_dotted(tree: dict, dotted: str, value: object) -> None:
@@ -524,7 +558,7 @@ def _set_dotted(tree: dict, dotted: str, value: object) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ParamsError(f"override {dotted}: {part} is not a section")
+            raise ParamsError(f"--set {dotted}: {part} is not a section", in_file=False)
     node[leaf] = value
 
 
@@ -535,12 +569,13 @@ def parse_params(tree: dict, source: str = "params.yaml", overrides: list[str] =
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep:
-            raise ParamsError(f"override {override!r}: expected key=value")
-        _set_dotted(tree, key.strip().lstrip("+"), parse_yaml(raw, f"override {override}", numbered=False))
+            raise ParamsError(f"--set {override}: expected key=value", in_file=False)
+        _set_dotted(tree, key.strip().lstrip("+"), parse_yaml(raw, f"--set {override}", numbered=False, in_file=False))
     try:
         return Params.model_validate(tree)
     except ValidationError as error:
-        raise ParamsError(_format_error(error, source)) from None
+        message, in_file = _format_error(error, source, list(overrides))
+        raise ParamsError(message, in_file=in_file) from None
 
 
 def add_arguments(parser) -> None:

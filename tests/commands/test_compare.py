@@ -331,3 +331,11 @@ def test_files_of_two_evaluate_runs_are_left_out_not_compared(tmp_path):
         ("c-mixed (base): its files come from different evaluate runs (metrics/eval.json: r3, "
          "reports/eval_items.json: r4, reports/eval_details.json: r3); run `medadapt evaluate` "
          "(or `dvc repro evaluate`) again")]
+
+
+def test_the_title_names_no_machine_path():
+    """Issue 24.10: the reference chart's title read `data /tmp/data`."""
+    comparison = key("data.source=/tmp/run-42/shared/data")
+    run = result("base", [1, 0] * 3, comparison)
+    title = compare.figure(compare.table({"base": [run]}, []), comparison).get_suptitle()
+    assert "/tmp" not in title and "builtin:smollm2-135m" in title

@@ -146,3 +146,12 @@ def test_medadapt_costs_writes_table_and_chart(runs):
     assert "| dpo | sft_pubmedqa, sft_medmcqa, sft_medqa, dpo |" in table  # dpo-static is the newest dpo
     assert "(no cost recorded: sft_medqa)" in table  # sft-lost is the newest sft
     assert (runs / "reports/cost.png").stat().st_size > 5000
+
+
+def test_methods_at_one_point_share_one_marker_and_legend_entry(runs):
+    """Issue 24.10: base and icl train nothing and, on MedQA, scored alike: icl's marker hid
+    base's, which still stood in the legend."""
+    results = {"icl": result(runs, "HEAD"), "base": result(runs, "HEAD"), "sft": result(runs, "sft-cpu")}
+    found = costs.method_costs(results, runs)
+    legend = costs.cost_figure(results, found).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["base = icl", "sft"]

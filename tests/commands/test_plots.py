@@ -98,3 +98,52 @@ def test_the_cli_command(project, monkeypatch, capsys):
     monkeypatch.chdir(project)
     assert cli.main(["plots"]) == 0
     assert "medadapt plots: 4 PNG files in reports/plots_png/" in capsys.readouterr().out
+
+
+# ---- issue 24.10: what each PNG must tell a reader ---------------------------------------------
+
+
+def test_identical_lines_are_one_line_with_every_name(project):
+    """learning_rate.png: the three SFT stages share a schedule; drawn apart, two hid under the
+    third and still stood in the legend."""
+    (project / "dvclive/c/plots/metrics").mkdir(parents=True)
+    (project / "dvclive/c/plots/metrics/loss.tsv").write_text((project / "dvclive/a/plots/metrics/loss.tsv").read_text())
+    props = {"template": "linear", "x": "step", "y": {f"dvclive/{run}/plots/metrics/loss.tsv": "loss"
+                                                      for run in "abc"}}
+    axis = plots.figure("lines", props, project).axes[0]
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == ["a = c", "b"]
+    assert len(axis.get_lines()) == 2
+
+
+def test_fields_sharing_an_axis_name_it(project):
+    """rm_train.png and dpo_logps.png: loss and accuracy on one axis had no y label."""
+    props = dict(plots.definitions(project / "dvc.yaml"))["two_fields"]
+    assert plots.figure("two_fields", props, project).axes[0].get_ylabel() == "loss, acc"
+    labelled = plots.figure("two_fields", {**props, "y_label": "loss, accuracy (one axis)"}, project)
+    assert labelled.axes[0].get_ylabel() == "loss, accuracy (one axis)"
+
+
+def test_a_long_title_stays_inside_the_figure(project):
+    """headline_metrics.png: its title ran past the figure's edge."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    title = "Headline metrics of the evaluated method (compare across experiments), a long title indeed"
+    props = {**dict(plots.definitions(project / "dvc.yaml"))["headline"], "title": title}
+    figure = plots.figure("headline", props, project)
+    FigureCanvasAgg(figure).draw()
+    shown = [text for text in figure.findobj(Text) if text.get_text().replace("\n", " ") == title]
+    box = shown[0].get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= figure.bbox.width and box.y0 >= 0 and box.y1 <= figure.bbox.height
+
+
+def test_the_repos_plots_name_their_axes_and_directions():
+    """dvc.yaml: each plot whose fields share an axis labels it; the headline bars name their
+    direction (evaluate writes it into each metric's name, scoring/reports.headline_rows)."""
+    from conftest import REPO
+
+    found = dict(plots.definitions(REPO / "dvc.yaml"))
+    for plot_id in ("rm_train", "dpo_logps", "dpo_loss"):
+        assert found[plot_id].get("y_label"), plot_id
+    assert "↑" in found["headline_metrics"]["title"] and "↓" in found["headline_metrics"]["title"]
+    assert found["reports/plots/pubmedqa_confusion.csv"]["y_label"] == "gold"

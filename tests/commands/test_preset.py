@@ -156,3 +156,12 @@ def test_a_value_that_is_not_one_shell_word_is_refused():
         presets.override_value("a b", "model.base")
     assert presets.override_value(["x", 1, 0.00005, True, None], "k") == "[x,1,0.00005,true,null]"
 
+
+
+def test_no_preset_recommends_training_once_per_method():
+    """Issue 24.6: the README's order is train once, commit, then queue the methods; a queued
+    experiment that also sets a preset's params re-trains the pipeline for every method."""
+    for path in sorted((REPO / "presets").glob("*.yaml")):
+        for line in path.read_text().splitlines():
+            if line.startswith("#") and "--queue" in line:
+                assert "$(medadapt preset" not in line and " -S " in line, (path.name, line)

@@ -68,6 +68,17 @@ def test_unknown_preset_names_the_valid_ones(tmp_path, monkeypatch, capsys):
     assert "llama-3.1-8b" in err and "llama-2-13b" in err and "tiny" in err
 
 
+def test_no_preset_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """Issue 24.7: with no argument it used to take the 8B preset on a CPU (16 GB of random
+    weights); it now asks for the preset and writes nothing."""
+    make_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert cli.main(["rehearse"]) == 2
+    assert "the following arguments are required: preset" in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_shapes_come_from_the_presets():
     """One table of shapes: presets/*.yaml (rehearse, bench_multi and the memory estimate read it)."""
     shapes = rehearse.preset_shapes("llama-3.1-70b", REPO)

@@ -666,7 +666,8 @@ def test_load_splits_without_a_train_file(tmp_path):
     splits = load_splits("medqa", tmp_path, SplitFiles(train=None, eval="medqa/*.jsonl"))
     assert splits.train is None and splits.train_source == "data.files.medqa.train is null"
     message = error_of(load_splits, "medqa", tmp_path, SplitFiles(train=None, eval="nothing/*.jsonl"))
-    assert message == f"{tmp_path}: no medqa files match 'nothing/*.jsonl' (data.files.medqa.eval)"
+    assert message == (f"{tmp_path}: no medqa files match 'nothing/*.jsonl' (data.files.medqa.eval): fix the glob, "
+                       "or leave medqa out of data.datasets")
 
 
 def test_load_splits_by_eval_ids(tmp_path):

@@ -103,6 +103,27 @@ def test_write_base_tiny_and_base_path(tmp_path):
     assert greedy(model, tokenizer, "Answer:", 3).shape == (3,)
 
 
+def folder_bytes(folder) -> dict:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_the_base_folder_is_the_same_under_another_transformers_patch_release(tmp_path, monkeypatch):
+    """Issue 24.3: `save_pretrained` stamps transformers' version into config.json and
+    generation_config.json; another patch release would re-hash models/base and every stage after
+    it. Two releases (the version they stamp) write the same bytes, with no stamp."""
+    import transformers.configuration_utils
+    import transformers.generation.configuration_utils
+
+    folders = []
+    for version in ("5.25.0", "5.25.1"):
+        monkeypatch.setattr(transformers.configuration_utils, "__version__", version)
+        monkeypatch.setattr(transformers.generation.configuration_utils, "__version__", version)
+        write_base("builtin:tiny-llama", 5, TEXTS, tmp_path / version)
+        folders.append(tmp_path / version)
+    assert folder_bytes(folders[0]) == folder_bytes(folders[1])
+    assert not [name for name, data in folder_bytes(folders[0]).items() if b"transformers_version" in data]
+
+
 def test_base_path_missing_names_prepare(tmp_path):
     with pytest.raises(ModelError) as info:
         base_path("builtin:smollm2-135m", tmp_path)

@@ -65,6 +65,12 @@ def key_differences(first: dict, other: dict) -> list[str]:
             if a.get(field) != b.get(field)]
 
 
+def source_name(source: str) -> str:
+    """`data.source` as a reader names it: sample, hub, or a folder by its own name (the path
+    before it belongs to the machine that ran it)."""
+    return source if source in ("sample", "hub") else f"folder {Path(source).name}"
+
+
 def describe(key: dict | None) -> str:
     """One line naming what the runs of a table share."""
     if key is None or "code" not in key:

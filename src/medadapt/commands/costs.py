@@ -108,7 +108,18 @@ def training_axis(costs: dict[str, dict]) -> tuple[str, dict[str, float]]:
     return "training wall seconds", {m: c["train_seconds"] for m, c in costs.items()}
 
 
-def cost_chart(results: dict[str, dict], costs: dict[str, dict], path: Path) -> None:
+def points(results: dict[str, dict], xs: dict[str, float], metric_path: tuple) -> dict[tuple, list[str]]:
+    """(training cost, value, low, high) -> the methods there, in METHOD_STAGES order: methods at one
+    point share one marker and one legend entry ("base = icl"), none hidden under another."""
+    found: dict[tuple, list[str]] = {}
+    for method in [m for m in METHOD_STAGES if m in results and m in xs]:
+        cell = metric_at(results[method]["metrics"], metric_path)
+        if cell is not None:
+            found.setdefault((xs[method], cell["value"], cell["low"], cell["high"]), []).append(method)
+    return found
+
+
+def cost_figure(results: dict[str, dict], costs: dict[str, dict]):
     """One panel per accuracy metric: each method at (training cost, accuracy) with its interval."""
     import matplotlib
 
@@ -119,19 +130,23 @@ def cost_chart(results: dict[str, dict], costs: dict[str, dict], path: Path) -> 
     panels = [(name, p) for name, p in ACCURACIES if any(metric_at(r["metrics"], p) for r in results.values())]
     figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(max(6.0, 4.2 * len(panels)), 3.8), squeeze=False)
     for axis, (name, metric_path) in zip(axes[0], panels):
-        for method, result in results.items():
-            cell = metric_at(result["metrics"], metric_path)
-            if cell is None or method not in xs:
-                continue
-            error = [[cell["value"] - cell["low"]], [cell["high"] - cell["value"]]]
-            colour = f"C{list(METHOD_STAGES).index(method)}"  # a method keeps its colour in every panel
-            axis.errorbar(xs[method], cell["value"], yerr=error, fmt="o", capsize=3, color=colour, label=method)
+        for (x, value, low, high), methods in points(results, xs, metric_path).items():
+            colour = f"C{list(METHOD_STAGES).index(methods[0])}"  # a method keeps its colour in every panel
+            axis.errorbar(x, value, yerr=[[value - low], [high - value]], fmt="o", capsize=3, color=colour,
+                          label=" = ".join(methods))
         axis.set_ylim(0, 1)
         axis.set_xlabel(label)
         axis.set_ylabel(f"{name} (95% Wilson interval)")  # accuracies are rates of 0/1 items
         axis.legend(fontsize=7, loc="upper right")  # a legend, not labels by the points: close points overlap
     figure.suptitle("medadapt: accuracy against training cost, one point per method", fontsize=10)
     figure.tight_layout()
+    return figure
+
+
+def cost_chart(results: dict[str, dict], costs: dict[str, dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = cost_figure(results, costs)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(figure)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -102,17 +103,26 @@ def line_labels(drawn: list) -> list[str]:
     return [f"{field} ({file})" for field, file in zip(fields, files)]
 
 
-def draw_lines(axis, drawn: list, template: str) -> None:
+def distinct_lines(drawn: list) -> list[tuple[list, list, str]]:
+    """(xs, ys, label) of each distinct line: lines with the same points are drawn once under their
+    labels joined by " = " (drawn apart, the later would hide the earlier and leave it a legend entry)."""
+    lines: dict[tuple, list[str]] = {}
     for (file, x, y, rows), label in zip(drawn, line_labels(drawn)):
-        xs = [row.get(x, index) for index, row in enumerate(rows)]
+        points = (tuple(row.get(x, index) for index, row in enumerate(rows)), tuple(row[y] for row in rows))
+        lines.setdefault(points, []).append(label)
+    return [(list(xs), list(ys), " = ".join(labels)) for (xs, ys), labels in lines.items()]
+
+
+def draw_lines(axis, drawn: list, template: str) -> None:
+    lines = distinct_lines(drawn)
+    for xs, ys, label in lines:
         if template == "scatter":
-            axis.scatter(xs, [row[y] for row in rows], s=12, label=label)
+            axis.scatter(xs, ys, s=12, label=label)
         else:
-            axis.plot(xs, [row[y] for row in rows], marker="." if len(rows) < 30 else None, label=label)
+            axis.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label)
     axis.set_xlabel(drawn[0][1])
-    if len({y for _, _, y, _ in drawn}) == 1:
-        axis.set_ylabel(drawn[0][2])
-    if len(drawn) > 1:
+    axis.set_ylabel(", ".join(dict.fromkeys(y for _, _, y, _ in drawn)))  # every field the axis carries
+    if len(lines) > 1 or len(drawn) > 1:
         axis.legend(fontsize=8)
 
 
@@ -156,25 +166,33 @@ def draw_confusion(axis, drawn: list, template: str) -> None:
 DRAW = {**{t: draw_lines for t in LINES}, **{t: draw_bars for t in BARS}, **{t: draw_confusion for t in CONFUSIONS}}
 
 
-def render(plot_id: str, props: dict, root: Path, out: Path) -> Path:
-    """One plot to `out/<id>.png` (the id's slashes become underscores)."""
+TITLE_CHARACTERS = 70  # a title line that fits the 7-inch figure at font size 10
+
+
+def figure(plot_id: str, props: dict, root: Path):
+    """The matplotlib figure of one plot definition."""
     from matplotlib.figure import Figure
 
     template = props.get("template", "linear")
     if template not in DRAW:
         raise ValueError(f"template {template!r} is not drawn here; drawn: {', '.join(sorted(DRAW))}")
     drawn = series(plot_id, props, root)
-    figure = Figure(figsize=(7, 4.5))
-    axis = figure.add_subplot()
+    plot = Figure(figsize=(7, 4.5), layout="constrained")  # room for long labels and the whole title
+    axis = plot.add_subplot()
     DRAW[template](axis, drawn, template)
-    axis.set_title(props.get("title", plot_id), fontsize=10)
+    # over the figure, not the axis, which long tick labels push right: the title stays whole
+    plot.suptitle(textwrap.fill(props.get("title", plot_id), TITLE_CHARACTERS), fontsize=10)
     if "x_label" in props:
         axis.set_xlabel(props["x_label"])
     if "y_label" in props:
         axis.set_ylabel(props["y_label"])
-    figure.tight_layout()
+    return plot
+
+
+def render(plot_id: str, props: dict, root: Path, out: Path) -> Path:
+    """One plot to `out/<id>.png` (the id's slashes become underscores)."""
     path = out / (Path(plot_id).with_suffix("").as_posix().replace("/", "_") + ".png")
-    figure.savefig(path, dpi=100, metadata={"Software": None})
+    figure(plot_id, props, root).savefig(path, dpi=100, metadata={"Software": None})
     return path
 
 

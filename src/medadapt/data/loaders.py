@@ -417,7 +417,8 @@ def load_splits(dataset: str, folder: Path, spec, cop_base: int = 0) -> Splits:
     param = f"data.files.{dataset}"
     eval_paths = _matching(folder, spec.eval, f"{param}.eval")
     if not eval_paths:
-        raise DataError(folder, None, None, f"no {dataset} files match {spec.eval!r} ({param}.eval)")
+        raise DataError(folder, None, None, f"no {dataset} files match {spec.eval!r} ({param}.eval): fix the "
+                                            f"glob, or leave {dataset} out of data.datasets")
     train_paths = _matching(folder, spec.train, f"{param}.train") if spec.train else []
     both = set(eval_paths) & set(train_paths)
     if both and not spec.eval_ids:

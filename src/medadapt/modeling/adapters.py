@@ -117,6 +117,9 @@ def save_adapter(model, tokenizer, out: Path, hyperparameters: dict, save_extra=
         # Only the trained adapter: DPO adds a frozen `ref` copy that is no output of ours.
         model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"], state_dict=state_dict)
         normalise_adapter_config(tmp / "adapter_config.json")
+        # PEFT's model card: its template's placeholders and PEFT's version, which another patch
+        # release changes (and with it every fingerprint that hashes this folder); nothing of ours.
+        (tmp / "README.md").unlink(missing_ok=True)
         tokenizer.save_pretrained(str(tmp))
         (tmp / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True) + "\n")
         if save_extra is not None:

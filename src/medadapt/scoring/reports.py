@@ -77,13 +77,14 @@ def merge(headline: dict, details: dict) -> dict:
 
 
 def headline_rows(metrics: dict) -> list[dict]:
-    """The rates of the DVC bar plot (the RM's reward and the facts per answer are no rates, so
-    they stay out)."""
+    """The rates of the DVC bar plot (the RM's reward and the facts per answer are no rates, so they
+    stay out), each named with its direction, ↑ higher or ↓ lower is better: the bars mix both."""
     rows = []
-    for label, path, _, _ in HEADLINE:
+    for label, path, _, higher in HEADLINE:
         value = metric_at(metrics, path)
         if value is not None and label not in ("RM reward mean", "Facts per answer"):
-            rows.append({"metric": " ".join(path), "value": value["value"], "low": value["low"], "high": value["high"]})
+            rows.append({"metric": " ".join(path) + (" ↑" if higher else " ↓"), "value": value["value"],
+                         "low": value["low"], "high": value["high"]})
     return rows
 
 
@@ -97,12 +98,16 @@ def write_confusion_csv(labels: list[str], matrix: list[list[int]], path: Path) 
                 writer.writerows([[actual, predicted]] * matrix[i][j])
 
 
-def confusion_png(labels: list[str], matrix: list[list[int]], title: str, path: Path) -> None:
+def confusion_figure(labels: list[str], matrix: list[list[int]], title: str):
+    """The confusion matrix with its labels in sorted order, as `medadapt plots` and DVC's own
+    template draw the CSV, so that every view of it reads the same."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    order = sorted(range(len(labels)), key=lambda i: labels[i])
+    labels, matrix = [labels[i] for i in order], [[matrix[i][j] for j in order] for i in order]
     figure, axis = plt.subplots(figsize=(4, 3.5))
     image = axis.imshow(matrix, cmap="Blues")
     axis.set_xticks(range(len(labels)), labels)
@@ -118,6 +123,13 @@ def confusion_png(labels: list[str], matrix: list[list[int]], title: str, path: 
     figure.colorbar(image, ax=axis, fraction=0.046)
     axis.set_title(title)
     figure.tight_layout()
+    return figure
+
+
+def confusion_png(labels: list[str], matrix: list[list[int]], title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = confusion_figure(labels, matrix, title)
     figure.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(figure)
 

@@ -1,4 +1,4 @@
-"""Stage `check`: validate params.yaml before any other stage runs.
+"""Stage `check`: validate params.yaml, and that what it names is there, before any other stage runs.
 
     dvc repro check             # or: medadapt check
 
@@ -11,6 +11,10 @@ In a DVC project it also refuses data that DVC would not track: the folder `data
 (and a `data.preferences.file` outside it) must be a dependency of dvc.yaml's `prepare` stage,
 which `medadapt codedeps --write` makes it; else an edit of those files would leave `dvc status`
 clean and `dvc repro` would keep results of data that has changed.
+
+As the first process of every `dvc exp run`, it also makes git see the files DVC's stash wrote
+back within one second (`gitindex.refresh`), so that `git status` lists an experiment's params.yaml
+and `git checkout params.yaml` undoes it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 import yaml
 
 from ..errors import report
+from ..gitindex import refresh
+from ..inputs import check_inputs
 from ..params import ParamsError, add_arguments, load_params
 from ..paths import PARAMS_CHECKED, source_folder
 
@@ -67,10 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exit:
         return exit.code
+    refresh()  # before validating: a rejected value is what the user will want to undo
     try:
         params = load_params(args.params, args.overrides)
+        check_inputs(params, source=args.params, overrides=args.overrides)
     except ParamsError as error:
-        return report("check", ParamsError(f"{error}{UNDO_HINT}"))
+        # The undo is for values DVC wrote into the file; a bad `--set` left the file as it was.
+        return report("check", ParamsError(f"{error}{UNDO_HINT}") if error.in_file else error)
     untracked = untracked_inputs(params, Path(args.params).parent)
     if untracked:
         named = ", ".join(f"{path} ({param})" for path, param in untracked.items())
