@@ -502,7 +502,7 @@ def _format_error(error: ValidationError, source: str, overrides: list[str]) -> 
         key = key or "(top level)"
         message = _unknown_key(item["loc"]) if item["type"] == "extra_forbidden" else item["msg"]
         got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {_SHORT.repr(item.get('input'))})"
-        lines.append(f"  {key}: {message}{got}" + (f", from --set {given}" if given else ""))
+        lines.append(f"  {key}: {message}{got}" + (f", from --set {_SHORT.repr(given)[1:-1]}" if given else ""))
     if len(items) > MAX_ERRORS:
         lines.append(f"  ... and {len(items) - MAX_ERRORS} more")
     return "\n".join([f"{source if in_file else '--set'}: invalid parameters", *lines]), in_file

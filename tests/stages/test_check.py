@@ -87,7 +87,7 @@ def test_a_data_folder_that_prepare_does_not_depend_on_is_refused(project, tmp_p
     """`data.source: ../shared/data` while dvc.yaml's prepare depended on data/sample only: edits
     of the outside files left `dvc status` clean and `dvc repro` skipped prepare."""
     outside = tmp_path / "outside"
-    outside.mkdir()
+    shutil.copytree(project / "data/sample", outside)  # real files: check finds them there
     with_dvc_yaml(project, "data/sample")
     write_params(project, data={"source": str(outside)})
     assert cli.main(["check"]) == 2
@@ -101,6 +101,8 @@ def test_a_data_folder_that_prepare_does_not_depend_on_is_refused(project, tmp_p
 
 
 def test_a_pairs_file_is_a_data_input_unless_its_folder_is(project, capsys):
+    (project / "pairs").mkdir()
+    shutil.copy(project / "data/safety/train.jsonl", project / "pairs/olaph.jsonl")
     with_dvc_yaml(project, "data/sample")
     overrides = ["--set", "data.preferences.sources=[safety,file]", "--set", "data.preferences.file=pairs/olaph.jsonl"]
     assert cli.main(["check", *overrides]) == 2
@@ -109,10 +111,13 @@ def test_a_pairs_file_is_a_data_input_unless_its_folder_is(project, capsys):
     assert cli.main(["check", *overrides]) == 0
 
 
-def test_without_dvc_yaml_or_from_the_hub_there_is_nothing_to_track(project):
-    assert cli.main(["check", "--set", "data.source=/elsewhere"]) == 0  # not a DVC project
+def test_without_dvc_yaml_or_from_the_hub_there_is_nothing_to_track(project, tmp_path, capsys):
+    shutil.copytree(project / "data/sample", tmp_path / "elsewhere")
+    assert cli.main(["check", "--set", f"data.source={tmp_path / 'elsewhere'}"]) == 0  # not a DVC project
     with_dvc_yaml(project)
-    assert cli.main(["check", "--set", "data.source=hub"]) == 0
+    assert cli.main(["check", "--set", "data.source=hub"]) == 2  # offline here: the hub itself is refused,
+    err = capsys.readouterr().err  # but never for want of a dvc.yaml dependency
+    assert "needs the network" in err and "does not depend" not in err
 
 
 # ---- the README's undo after a typo'd experiment, literally ------------------------------------

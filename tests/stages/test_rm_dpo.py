@@ -323,7 +323,8 @@ def test_dpo_writes_default_adapter_only(built):
     dpo_weights = load_file(str(folder / "adapter_model.safetensors"))
     sft_weights = load_file(str(root / "models/sft_medqa/adapter_model.safetensors"))
     assert any(not torch.equal(dpo_weights[k], sft_weights[k]) for k in dpo_weights)
-    assert not (root / "checkpoints/dpo").exists()
+    # nothing left to resume (another test of this module builds a DPO trainer, which makes the folder)
+    assert not list((root / "checkpoints/dpo").glob("checkpoint-*"))
 
 
 def test_dpo_adapter_reloads(built):
