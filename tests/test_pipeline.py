@@ -212,3 +212,20 @@ def test_scaling_grid_runs_queued_then_charts(repo):
     output = run(repo, "medadapt", "costs", "reports/cost")  # with a prefix it also writes them
     assert "| sft | sft_pubmedqa, sft_medmcqa, sft_medqa |" in output and "| icl | none |" in output
     assert (repo / "reports/cost.png").stat().st_size > 5000
+
+
+def test_a_training_replicate_trains_once_for_every_method(repo):
+    """Issue 20's seed grid: an experiment whose training inputs an earlier one already ran restores
+    the training stages from DVC's run-cache (no training stage declares a persistent output), so a
+    second method under the same train.seed runs `evaluate` alone, and compare shows the seeds of
+    one method as one row."""
+    first = run(repo, "dvc", "exp", "run", "--temp", "-S", "train.seed=7", "-S", "method=base")
+    assert "Running stage 'sft_pubmedqa'" in first and "Running stage 'rm'" not in first  # the RM judges with data.seed
+    second = run(repo, "dvc", "exp", "run", "--temp", "-S", "train.seed=7", "-S", "method=sft")
+    for stage in ("sft_pubmedqa", "sft_medmcqa", "sft_medqa", "dpo", "grpo"):
+        assert f"Running stage '{stage}'" not in second, stage
+        assert f"Stage '{stage}' is cached - skipping run" in second, stage
+    assert "Running stage 'evaluate'" in second
+    seeds = run(repo, "python", "-c", "from medadapt.commands._experiments import collect; "
+                "print(sorted((r['method'], r['train_seed']) for r in collect()))")
+    assert "('sft', 7)" in seeds  # evaluate records the training seed of the method's adapter
