@@ -51,3 +51,13 @@ def test_every_stage_runs_its_own_module():
 
 def test_stages_are_listed_in_pipeline_order():
     assert list(STAGES) == list(paths.STAGES)
+
+
+def test_the_reward_model_reads_every_train_key_but_the_replicate_seed():
+    """The RM is a judge: seeded with data.seed, it stays fixed under train.seed replicates, so its
+    stage must not depend on train.seed (nor miss any other train key)."""
+    from medadapt.params import TrainParams
+
+    keys = declared("rm", "params")
+    assert {f"train.{name}" for name in TrainParams.model_fields if name != "seed"} <= keys
+    assert "train" not in keys and "train.seed" not in keys and "data.seed" in keys

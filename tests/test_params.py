@@ -460,3 +460,9 @@ def test_an_unreadable_set_value_is_one_line(tree):
     message = str(info.value)
     assert message.startswith("--set data.datasets=[pubmedqa: not valid YAML") and "\n" not in message
     assert info.value.in_file is False
+
+
+def test_the_reward_model_is_seeded_with_data_seed(tree):
+    params = parse_params(tree, overrides=["train.seed=7", "data.seed=3"])
+    assert params.training("rm").seed == 3  # a judge: the same under every training replicate
+    assert params.training("dpo").seed == params.training("sft_medqa").seed == 7

@@ -38,6 +38,9 @@ from .errors import UserError
 from .paths import METHODS, SFT_DATASETS, SFT_STAGES
 
 DATASETS = ("pubmedqa", "medmcqa", "medqa", "radqa")
+# Training stages that make a judge, not a method: the reward model scores every method's answers,
+# so it is seeded with data.seed and stays the same under every train.seed (issue 20's replicates).
+JUDGE_STAGES = ("rm",)
 Dataset = Literal[DATASETS]
 Method = Literal[METHODS]
 BUILTIN_MODELS = ("builtin:smollm2-135m", "builtin:tiny-llama")
@@ -438,6 +441,8 @@ class Params(Section):
         stage's own keys (packing, DPO's beta...) come with them, in the stage section's type."""
         own = self.stage_section(stage)
         merged = {**self.train.model_dump(), **own.model_dump(exclude_none=True)}
+        if stage in JUDGE_STAGES:  # a judge stays fixed while the methods' training is replicated
+            merged["seed"] = self.data.seed
         return type(own).model_validate(merged)
 
     def stage_section(self, stage: str) -> Section:

@@ -148,7 +148,8 @@ def run(params, root: Path = Path(".")) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return entry.main("rm", run, argv, before=relaunch("medadapt.stages.rm"), training=True)
+    # seeded with data.seed, as params.training("rm") is: the reward model is a judge (params.JUDGE_STAGES)
+    return entry.main("rm", run, argv, before=relaunch("medadapt.stages.rm"))
 
 
 if __name__ == "__main__":
