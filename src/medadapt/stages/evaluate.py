@@ -52,10 +52,9 @@ from ..modeling.inference import generate
 from ..modeling.methods import demonstrations, load_method_model
 from ..modeling.models import base_path, load_tokenizer
 from ..runtime import on_gpu, peak_memory_mb, timed
-from ..scoring import hallucination
 from ..scoring.answers import explanation, parse_answer
 from ..scoring.choices import loglik_predictions, position_bias, voted_predictions
-from ..scoring.judges import judge_safety_rule, reward_scores, safety_metrics
+from ..scoring.judges import hallucination, judge_safety_rule, reward_scores, safety_metrics
 from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
 from ..scoring.reports import comparison_key, split_headline, write_plots
 from ..scoring.safety import sample_safety_prompts
