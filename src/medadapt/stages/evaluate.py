@@ -48,35 +48,56 @@ from .. import entry, paths, tracking
 from ..artifacts import write_json
 from ..data.prompts import messages, question_chat, render
 from ..data.records import PUBMEDQA_LABELS, read_jsonl, read_records, write_jsonl
-from ..modeling.inference import generate
+from ..modeling.inference import LoglikCache, generate
 from ..modeling.methods import demonstrations, load_method_model
 from ..modeling.models import base_path, load_tokenizer
 from ..runtime import on_gpu, peak_memory_mb, timed
 from ..scoring.answers import explanation, parse_answer
-from ..scoring.choices import loglik_predictions, position_bias, voted_predictions
+from ..scoring.choices import evaluation_requests, loglik_predictions, position_bias, voted_predictions, votes
 from ..scoring.judges import hallucination, judge_safety_rule, reward_scores, safety_metrics
 from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
 from ..scoring.reports import comparison_key, split_headline, write_plots
 from ..scoring.safety import sample_safety_prompts
 from ..scoring.stats import bootstrap_ci, rate
 
+# ---- answering: every generation in one pass, every log-likelihood in one pass ----------------
+
+
+def generated_answers(model, tokenizer, records: dict, demos, safety_rows: list[dict], params) -> dict:
+    """dataset -> (prompts, outputs, tokens generated per output) for every dataset's eval items and
+    the safety prompts (under "safety"), generated in one pass: batched by length across datasets,
+    so no dataset ends in a half-empty batch of its own."""
+    prompts = {d: [render(tokenizer, messages(r, demos[r.id])) for r in rs] for d, rs in records.items()}
+    prompts["safety"] = [render(tokenizer, question_chat(row["prompt"])) for row in safety_rows]
+    flat = [p for ps in prompts.values() for p in ps]
+    outputs, counts = generate(model, tokenizer, flat, params.evaluate.max_new_tokens, params.evaluate.batch_size)
+    answers, start = {}, 0
+    for dataset, ps in prompts.items():
+        answers[dataset] = (ps, outputs[start : start + len(ps)], counts[start : start + len(ps)])
+        start += len(ps)
+    return answers
+
+
+def prefetched_scorer(model, tokenizer, records: dict, demos, params) -> LoglikCache:
+    """Every dataset's log-likelihood requests (`choices.evaluation_requests`), read in one pass."""
+    scorer = LoglikCache(model, tokenizer, params.evaluate.batch_size)
+    scorer.prefetch([request for dataset, rs in records.items() if dataset != "radqa"
+                     for request in evaluation_requests(rs, demos, params)])
+    return scorer
+
+
 # ---- scoring one dataset -------------------------------------------------------------------
 
 
-def generations(model, tokenizer, records, demos, params) -> tuple[list[str], list[str], int]:
-    prompts = [render(tokenizer, messages(r, demos[r.id])) for r in records]
-    outputs, produced = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
-    return prompts, outputs, produced
-
-
-def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[dict, list[dict], dict]:
-    """Metrics, per-item samples and per-item score vectors of one dataset."""
+def score_dataset(dataset, records, answers, scorer, demos, params) -> tuple[dict, list[dict], dict]:
+    """Metrics, per-item samples and per-item score vectors of one dataset, from its generated
+    `answers` (prompts, outputs, token counts) and the log-likelihood `scorer`."""
     n_boot, seed = params.evaluate.bootstrap_samples, params.seed
-    prompts, outputs, produced = generations(model, tokenizer, records, demos, params)
+    prompts, outputs, produced = answers
     parsed = [parse_answer(o, r) for o, r in zip(outputs, records)]
     samples = [{"id": r.id, "dataset": dataset, "method": params.method, "prompt": p, "output": o,
                 "parsed": a, "gold": r.answer} for r, p, o, a in zip(records, prompts, outputs, parsed)]
-    items, metrics = {}, {"generated_tokens": produced}
+    items, metrics = {}, {"generated_tokens": sum(produced)}
     metrics["unparsed_rate"] = rate([a is None for a in parsed], n_boot, seed)
 
     if dataset == "radqa":
@@ -92,26 +113,26 @@ def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[di
         return metrics, samples, _by_id(records, items)
 
     generated_correct = [float(a == r.answer) for a, r in zip(parsed, records)]
-    predicted = loglik_predictions(model, tokenizer, records, demos, params)
+    predicted = loglik_predictions(scorer, records, demos)
     correct = [float(p == r.answer) for p, r in zip(predicted, records)]
     metrics.update(accuracy=rate(correct, n_boot, seed), generation_accuracy=rate(generated_correct, n_boot, seed))
     items.update(accuracy=correct, generation_accuracy=generated_correct)
     for sample, p, c, g in zip(samples, predicted, correct, generated_correct):
         sample.update(loglik_answer=p, correct=bool(c), generation_correct=bool(g))
     if records[0].options:
-        bias, bias_items = position_bias(model, tokenizer, records, demos, params, predicted)
+        bias, bias_items = position_bias(scorer, records, demos, params, predicted)
         metrics.update(bias)
         items.update(bias_items)
-        if params.method == "icl" and params.icl.shuffle_permutations > 1:  # beside `accuracy`, never in it
-            voted = voted_predictions(model, tokenizer, records, demos, params)
+        if votes(params):  # beside `accuracy`, never in it
+            voted = voted_predictions(scorer, records, demos, params)
             metrics["voted_accuracy"] = rate([float(v == r.answer) for v, r in zip(voted, records)], n_boot, seed)
 
     if dataset == "pubmedqa":
-        metrics.update(pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples, items))
+        metrics.update(pubmedqa_extras(scorer, records, demos, params, predicted, samples, items))
     return metrics, samples, _by_id(records, items)
 
 
-def pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples, items) -> dict:
+def pubmedqa_extras(scorer, records, demos, params, predicted, samples, items) -> dict:
     """Macro-F1 and confusion of the log-likelihood answers, and consistency across variants."""
     gold = [r.answer for r in records]
     labels = label_metrics(gold, predicted, PUBMEDQA_LABELS)
@@ -121,7 +142,7 @@ def pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples
 
     low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.seed, statistic=lambda
                              idx: macro_f1(idx.astype(int)))
-    variants = [predicted] + [loglik_predictions(model, tokenizer, records, demos, params, v)
+    variants = [predicted] + [loglik_predictions(scorer, records, demos, v)
                               for v in range(1, params.evaluate.consistency_variants)]
     consistent = consistent_items(variants)
     for sample, c in zip(samples, consistent):
@@ -138,15 +159,12 @@ def _by_id(records, items: dict[str, list]) -> dict[str, dict[str, float]]:
     return {name: {r.id: v for r, v in zip(records, values) if v is not None} for name, values in items.items()}
 
 
-def safety_samples(model, tokenizer, params, root: Path) -> list[dict]:
+def safety_samples(rows: list[dict], answers, params) -> list[dict]:
     """Answers to the held-out risky prompts, judged by the written rule."""
-    rows = sample_safety_prompts(read_jsonl(root / paths.SAFETY_EVAL), params.evaluate.safety_prompts, params.seed)
-    chats = [question_chat(row["prompt"]) for row in rows]
-    prompts = [render(tokenizer, chat) for chat in chats]
-    outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
+    prompts, outputs, _ = answers
     samples = [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],
-                "chat": chat, "prompt": prompt, "output": output}
-               for row, chat, prompt, output in zip(rows, chats, prompts, outputs)]
+                "chat": question_chat(row["prompt"]), "prompt": prompt, "output": output}
+               for row, prompt, output in zip(rows, prompts, outputs)]
     judge_safety_rule(samples)
     return samples
 
@@ -159,27 +177,31 @@ def run(params, root: Path = Path(".")) -> dict:
     phases = {}  # wall seconds of each part, in the cost file: where an evaluation's time goes
     tokenizer = load_tokenizer(base_path(params.model.base, root))
     demos = demonstrations(params, root)
+    records = {d: read_records(root / paths.split_file(d, "eval")) for d in params.data.datasets}
+    records_by_id = {r.id: r for rs in records.values() for r in rs}
+    safety_rows = sample_safety_prompts(read_jsonl(root / paths.SAFETY_EVAL), params.evaluate.safety_prompts,
+                                        params.seed) if params.evaluate.safety_prompts else []
     with timed() as clock:
         model = load_method_model(params, root)
     phases["load model"] = clock["seconds"]
-    metrics, samples, items, records_by_id = {"method": params.method}, [], {}, {}
-    progress = tqdm(params.data.datasets, desc=f"[evaluate] method={params.method}", unit="dataset")
-    for dataset in progress:
-        progress.set_postfix_str(dataset)
-        records = read_records(root / paths.split_file(dataset, "eval"))
-        records_by_id.update({r.id: r for r in records})
-        with timed() as clock:
-            metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer,
-                                                                           demos, params)
-        phases[dataset] = clock["seconds"]
-        samples += dataset_samples
-        items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
-        tqdm.write(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
-                                                         if isinstance(v, dict) and "value" in v))
-    metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
     with timed() as clock:
-        safety = safety_samples(model, tokenizer, params, root) if params.evaluate.safety_prompts else []
-    phases["safety"] = clock["seconds"]
+        answers = generated_answers(model, tokenizer, records, demos, safety_rows, params)
+    phases["generate"] = clock["seconds"]
+    with timed() as clock:
+        scorer = prefetched_scorer(model, tokenizer, records, demos, params)
+    phases["log-likelihood"] = clock["seconds"]
+    metrics, samples, items = {"method": params.method}, [], {}
+    with timed() as clock:
+        for dataset in params.data.datasets:
+            metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records[dataset],
+                                                                           answers[dataset], scorer, demos, params)
+            samples += dataset_samples
+            items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
+            tqdm.write(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
+                                                             if isinstance(v, dict) and "value" in v))
+        metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
+        safety = safety_samples(safety_rows, answers["safety"], params)
+    phases["metrics"] = clock["seconds"]
     generated_seconds = time.perf_counter() - start
     del model
 
