@@ -55,7 +55,8 @@ from ..runtime import on_gpu, peak_memory_mb, timed
 from ..scoring.answers import explanation, parse_answer
 from ..scoring.choices import evaluation_requests, loglik_predictions, position_bias, voted_predictions, votes
 from ..scoring.judges import hallucination, judge_safety_rule, reward_scores, safety_metrics
-from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
+from ..scoring.metrics import (consistency_metrics, consistent_items, exact_match, label_metrics,
+                               macro_f1_of_resamples, rouge_l, token_f1)
 from ..scoring.reports import comparison_key, split_headline, write_plots
 from ..scoring.safety import sample_safety_prompts
 from ..scoring.stats import bootstrap_ci, rate
@@ -137,11 +138,9 @@ def pubmedqa_extras(scorer, records, demos, params, predicted, samples, items) -
     gold = [r.answer for r in records]
     labels = label_metrics(gold, predicted, PUBMEDQA_LABELS)
 
-    def macro_f1(index):
-        return label_metrics([gold[i] for i in index], [predicted[i] for i in index], PUBMEDQA_LABELS)["macro_f1"]
-
-    low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.seed, statistic=lambda
-                             idx: macro_f1(idx.astype(int)))
+    low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.seed, by_rows=True,
+                             statistic=lambda index: macro_f1_of_resamples(gold, predicted, PUBMEDQA_LABELS,
+                                                                           index.astype(int)))
     variants = [predicted] + [loglik_predictions(scorer, records, demos, v)
                               for v in range(1, params.evaluate.consistency_variants)]
     consistent = consistent_items(variants)

@@ -160,7 +160,8 @@ def plain_step(kind: str, levers: Levers):
 def plain_loop(base, params, batches: list[dict], kind: str, levers: Levers = Levers(), steps: int = 5) -> dict:
     """Tokens/s of plain LoRA steps (forward, backward, fused AdamW on a GPU) on `batches` of a stage,
     with a fresh adapter of `lora.*` on `base` and the given levers; the base is left as it came.
-    The first step (kernels, allocator, optimizer state, compilation) is timed apart."""
+    The warm-up (the first step: kernels, allocator, optimizer state, compilation; with compiled
+    layers one step per batch shape) is timed apart, as `first_step_seconds`."""
     from peft import get_peft_model
 
     from ..modeling.adapters import lora_config
@@ -184,9 +185,17 @@ def plain_loop(base, params, batches: list[dict], kind: str, levers: Levers = Le
         optimizer_step(optimizer, loss)
 
     first = {}
+    # Compiled layers: one warm-up step per batch shape first (dynamo compiles a second graph, for any
+    # length, when a second shape comes), so that no compilation falls in the timed steps.
+    warm_up, shapes = [device_batches[0]], {tuple(device_batches[0]["input_ids"].shape)}
+    for batch in device_batches[1:] if levers.compile_layers != "eager" else []:
+        if tuple(batch["input_ids"].shape) not in shapes:
+            shapes.add(tuple(batch["input_ids"].shape))
+            warm_up.append(batch)
+    steps_of = [warm_up] + [[batch] for batch in device_batches[1:]]
     try:
         with compiled_layers(model, levers.compile_layers):
-            seconds = timed_steps(step, device_batches, first=first)
+            seconds = timed_steps(lambda batches: [step(b) for b in batches], steps_of, first=first)
     finally:
         model.unload()  # the base without LoRA layers, for the next loop
     tokens = sum(real_tokens(b) for b in device_batches[1:])
