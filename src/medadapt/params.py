@@ -236,6 +236,13 @@ class TrainParams(Section):
     torch_compile: bool = Field(False, description="torch.compile the model (GPU; each new batch shape recompiles)")
     use_liger_kernel: bool = Field(False, description="Liger's Triton RMSNorm/RoPE/SwiGLU kernels (GPU with "
                                                       "liger-kernel installed; else off)")
+    autocast_adapter_dtype: bool = Field(True, description="PEFT's default: LoRA weights in float32 on a bf16/fp16 "
+                                                           "base; false keeps them in its dtype (no casts around each "
+                                                           "LoRA layer; no change on a float32 base)")
+    compile_layers: Literal["eager", "compiled", "cudagraphs"] = Field(
+        "eager", description="eager | compiled: torch.compile each decoder layer while training (one graph for all; "
+                             "packed SFT rows padded to batch_size x max_length) | cudagraphs: compiled, with CUDA "
+                             "graphs (GPU)")
 
 
 def overrides_of(model: type[Section]) -> dict:

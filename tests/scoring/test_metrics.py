@@ -178,3 +178,21 @@ def test_consistency_counts_an_unreadable_answer_as_inconsistent():
     assert result["consistency"]["value"] == 0.5 and result["consistent_correct"]["value"] == 0.5
     with pytest.raises(ValueError):
         consistency_metrics([["yes"], ["yes", "no"]], ["yes"])
+
+
+def test_macro_f1_of_resamples_is_label_metrics_of_each_resample():
+    """The vectorised bootstrap statistic gives label_metrics' macro-F1 of every resample, float for
+    float: unreadable answers, labels missing from a resample, one-label resamples included."""
+    import numpy as np
+
+    from medadapt.scoring.metrics import macro_f1_of_resamples
+
+    rng = np.random.default_rng(7)
+    labels = ("yes", "no", "maybe")
+    for n in (1, 3, 12, 100):
+        gold = [str(x) for x in rng.choice(labels, n, p=[0.6, 0.3, 0.1])]
+        predicted = [None if x == "none" else str(x) for x in rng.choice(labels + ("none",), n)]
+        resamples = rng.integers(0, n, size=(300, n))
+        expected = [label_metrics([gold[i] for i in row], [predicted[i] for i in row], labels)["macro_f1"]
+                    for row in resamples]
+        assert macro_f1_of_resamples(gold, predicted, labels, resamples) == expected

@@ -68,7 +68,7 @@ def test_base_writes_every_output_with_intervals(built):
     cost = json.loads((built / paths.cost_file("evaluate")).read_text())
     assert set(cost) >= {"seconds", "peak_memory_mb", "phase_seconds"}
     # where the time went: the model load, each dataset, safety and the reward model, within the run
-    assert set(cost["phase_seconds"]) == {"load model", *metrics["comparison"]["data"]["eval_ids"], "reward model"}
+    assert set(cost["phase_seconds"]) == {"load model", "generate", "log-likelihood", "metrics", "reward model"}
     assert sum(cost["phase_seconds"].values()) <= cost["seconds"]
     assert sum(metrics["medqa"]["predicted_letters"].values()) == 4
     assert metrics["comparison"]["data"]["eval_ids"]["medqa"]["n"] == 4
@@ -120,12 +120,30 @@ def test_rerun_gives_identical_metrics_but_cost(built):
     assert {path: (built / path).read_bytes() for path in files} == first  # byte-identical; cost lives apart
 
 
-def full_vocabulary_log_probs(model, sequences, positions, targets, pad_id):
+def full_vocabulary_log_probs(model, rows, pad_id):
     """The scoring `evaluate` used before it scored positions only: a log-softmax over the whole
-    vocabulary at every position of the padded batch, then read at the scored positions."""
-    ids, mask = inference.right_pad(sequences, pad_id)
+    vocabulary at every position of the padded batch, then read at the scored positions (one
+    sequence a row)."""
+    assert all(len(row.jobs) == 1 for row in rows)
+    ids, mask = inference.right_pad([row.tokens for row in rows], pad_id)
     logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-    return [logprobs[row, pos, tgt] for row, (pos, tgt) in enumerate(zip(positions, targets))]
+    return [[logprobs[r, row.jobs[0].positions, row.jobs[0].targets]] for r, row in enumerate(rows)]
+
+
+def per_dataset_answers(model, tokenizer, records, demos, safety_rows, params):
+    """Generation as `evaluate` ran it before one pass served every dataset: dataset by dataset,
+    then the safety prompts."""
+    from medadapt.data.prompts import messages, question_chat, render
+
+    answers = {}
+    for dataset, rs in records.items():
+        prompts = [render(tokenizer, messages(r, demos[r.id])) for r in rs]
+        answers[dataset] = (prompts, *inference.generate(model, tokenizer, prompts, params.evaluate.max_new_tokens,
+                                                         params.evaluate.batch_size))
+    prompts = [render(tokenizer, question_chat(row["prompt"])) for row in safety_rows]
+    answers["safety"] = (prompts, *inference.generate(model, tokenizer, prompts, params.evaluate.max_new_tokens,
+                                                      params.evaluate.batch_size))
+    return answers
 
 
 def outputs_of(folder: Path) -> dict:
@@ -136,17 +154,46 @@ def outputs_of(folder: Path) -> dict:
 
 @pytest.mark.parametrize("method", ["base", "icl"])
 def test_fast_paths_write_the_outputs_of_the_plain_ones(built, monkeypatch, method):
-    """Scored positions only and length-sorted batches change no output: the same metrics (but
-    cost), samples and items, byte for byte, as full-vocabulary scoring in the given order."""
+    """Scored positions only, length-sorted batches, shared prefixes, one log-likelihood pass and
+    one generation pass over every dataset change no output: the same metrics (but cost), samples
+    and items, byte for byte, as full-vocabulary scoring of one sequence a row, in the given order,
+    metric by metric, and generation dataset by dataset."""
     params = load_params(overrides=[f"method={method}", "evaluate.batch_size=3"])  # several batches
     evaluate.run(params)
     fast = outputs_of(built)
     in_given_order = lambda lengths: list(range(len(lengths)))  # noqa: E731
     monkeypatch.setattr(inference, "by_length", in_given_order)
     monkeypatch.setattr(reward, "by_length", in_given_order)
-    monkeypatch.setattr(inference, "_target_log_probs", full_vocabulary_log_probs)
+    monkeypatch.setattr(inference, "rows_of", lambda jobs, share: [inference.Row([j], len(j.tokens)) for j in jobs])
+    monkeypatch.setattr(inference, "_forward_rows", full_vocabulary_log_probs)
+    monkeypatch.setattr(evaluate, "prefetched_scorer", lambda model, tokenizer, records, demos, params:
+                        inference.LoglikCache(model, tokenizer, params.evaluate.batch_size))
+    monkeypatch.setattr(evaluate, "generated_answers", per_dataset_answers)
     evaluate.run(params)
     assert outputs_of(built) == fast
+
+
+def test_one_pass_reads_every_log_likelihood(built, monkeypatch):
+    """`evaluate` names every request before it reads any: the metrics ask for nothing more, and a
+    question's option rotations share rows (fewer tokens read than sequences asked)."""
+    caches, calls = [], []
+    original_scorer, original_rows = evaluate.prefetched_scorer, inference.rows_of
+
+    def keep(*args):
+        caches.append(original_scorer(*args))
+        return caches[-1]
+
+    def rows(jobs, share):
+        made = original_rows(jobs, share)
+        calls.append((sum(len(j.tokens) for j in jobs), sum(len(r.tokens) for r in made)))
+        return made
+
+    monkeypatch.setattr(evaluate, "prefetched_scorer", keep)
+    monkeypatch.setattr(inference, "rows_of", rows)
+    evaluate.run(load_params(overrides=["method=icl", "icl.shuffle_permutations=3"]))
+    assert caches[0].misses == 0 and len(calls) == 1  # one pass, nothing read afterwards
+    asked, read = calls[0]
+    assert read < asked / 2  # demonstrations and questions read once for all their orders and variants
 
 
 def test_icl_with_choice_shuffle_votes(built):

@@ -13,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import paths
-from ..data.prompts import question_chat, render
+from ..data.prompts import question_chat
 from ..data.records import Record, read_jsonl
-from ..modeling.inference import generate
 from ..modeling.reward import load_reward_model, load_threshold, score
 from .degenerate import degenerate
 from .hallucination import hallucination_rates, judge
@@ -92,13 +91,12 @@ def safety_rows(params, root: Path) -> list[dict]:
     return sample_safety_prompts(read_jsonl(root / paths.SAFETY_EVAL), params.evaluate.safety_prompts, params.data.seed)
 
 
-def safety_samples(model, tokenizer, params, rows: list[dict]) -> list[dict]:
-    """Answers to the held-out risky prompts, judged by the written rule."""
-    chats = [question_chat(row["prompt"]) for row in rows]
-    prompts = [render(tokenizer, chat) for chat in chats]
-    outputs, _ = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
+def safety_samples(rows: list[dict], answers, params) -> list[dict]:
+    """The held-out risky prompts' samples from their generated `answers` (prompts, outputs,
+    token counts), judged by the written rule."""
+    prompts, outputs, _ = answers
     samples = [{"id": row["id"], "dataset": "safety", "method": params.method, "category": row["category"],
-                "chat": chat, "prompt": prompt, "output": output}
-               for row, chat, prompt, output in zip(rows, chats, prompts, outputs)]
+                "chat": question_chat(row["prompt"]), "prompt": prompt, "output": output}
+               for row, prompt, output in zip(rows, prompts, outputs)]
     judge_safety_rule(samples)
     return samples

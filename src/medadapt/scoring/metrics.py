@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
+import numpy as np
+
 from .stats import rate
 
 
@@ -86,6 +88,30 @@ def label_metrics(gold: list[str], predicted: list[str | None], labels: tuple[st
         "macro_f1": round(float(f1_score(gold, predicted, labels=present, average="macro", zero_division=0)), 4),
         "confusion": confusion_matrix(gold, predicted, labels=list(labels)).tolist(),
     }
+
+
+def macro_f1_of_resamples(gold: list[str], predicted: list[str | None], labels: tuple[str, ...],
+                          resamples: np.ndarray) -> list[float]:
+    """`label_metrics(...)["macro_f1"]` of every resample at once (`resamples`: [samples, n] item
+    indices), the same floats: scikit-learn's F-score per label, 2 tp / (true + predicted), 0 where
+    both are 0, averaged in label order over the labels the resample's gold or predicted answers
+    hold, rounded to 4 decimals. A bootstrap of 1,000 resamples took 5.4 s through scikit-learn
+    (three calls each), most of an evaluation's CPU work after its model passes."""
+    predicted = [p if p in labels else "unparsed" for p in predicted]
+    gold_of = np.array([labels.index(g) if g in labels else len(labels) for g in gold])[resamples]
+    predicted_of = np.array([labels.index(p) if p in labels else len(labels) for p in predicted])[resamples]
+    f1, present = [], []
+    for label in range(len(labels)):
+        in_gold, in_predicted = gold_of == label, predicted_of == label
+        hits = (in_gold & in_predicted).sum(1).astype(float)
+        denominator = in_gold.sum(1) + in_predicted.sum(1)
+        f1.append(np.divide(2 * hits, denominator, out=np.zeros_like(hits), where=denominator > 0))
+        present.append(denominator > 0)
+    f1, present = np.stack(f1, 1), np.stack(present, 1)
+    total = np.zeros(len(resamples))
+    for label in range(len(labels)):  # in label order, as np.average sums the present labels' scores
+        total = total + np.where(present[:, label], f1[:, label], 0.0)
+    return [round(float(t / n), 4) for t, n in zip(total, present.sum(1))]
 
 
 def consistent_items(predictions: Sequence[Sequence[str | None]]) -> list[float]:

@@ -31,13 +31,20 @@ def is_binary(values) -> bool:
     return bool(np.isin(np.asarray(values, dtype=float), (0.0, 1.0)).all())
 
 
-def bootstrap_ci(values, samples: int = 1000, seed: int = 0, statistic=np.mean) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of `statistic` over `values`."""
+def bootstrap_ci(values, samples: int = 1000, seed: int = 0, statistic=np.mean,
+                 by_rows: bool = False) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of `statistic` over `values`. With `by_rows`, `statistic`
+    takes every resample at once (a [samples, n] array) and returns one value per resample."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return float("nan"), float("nan")
     index = _rng(seed).integers(0, len(values), size=(samples, len(values)))
-    stats = np.array([statistic(values[row]) for row in index]) if statistic is not np.mean else values[index].mean(1)
+    if by_rows:
+        stats = np.asarray(statistic(values[index]), dtype=float)
+    elif statistic is np.mean:
+        stats = values[index].mean(1)
+    else:
+        stats = np.array([statistic(values[row]) for row in index])
     low, high = np.percentile(stats, [2.5, 97.5])
     return float(low), float(high)
 

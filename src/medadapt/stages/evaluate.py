@@ -31,9 +31,8 @@ module for all of them:
 Every rate carries `n` and a bootstrap 95% interval. The LoRA adapter is merged into an
 unquantized base before scoring (`evaluate.merge_adapter`).
 
-The story is here; the pieces live in modules named for them: `methods.py` (the method's model
-and demonstrations), `inference.py` (log-likelihoods, generation), `scoring/judges.py` (hallucination,
-safety, reward model), `reports.py` (plots), `runtime.py` (cost).
+The pieces: `modeling/` (the method's model, log-likelihoods, generation), `scoring/` (parsers,
+choices, judges, metrics, plots).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from tqdm.auto import tqdm
 
 from .. import entry, paths, tracking
 from ..artifacts import content_id, staged_outputs, write_json
-from ..data.prompts import messages, render
+from ..data.prompts import messages, question_chat, render
 from ..data.records import PUBMEDQA_LABELS, read_records, write_jsonl
 from ..modeling.inference import generate
 from ..modeling.methods import demonstrations, load_method_model, replicate
@@ -55,29 +54,50 @@ from ..modeling.models import base_path, load_tokenizer
 from ..runtime import on_gpu, peak_memory_mb, timed
 from ..scoring.agreement import fleiss_kappa_rate
 from ..scoring.answers import explanation, parse_answer
-from ..scoring.choices import loglik_predictions, position_bias, voted_predictions
+from ..scoring.choices import loglik_predictions, position_bias, prefetched_scorer, voted_predictions, votes
 from ..scoring.judges import hallucination, reward_scores, safety_metrics, safety_rows, safety_samples
-from ..scoring.metrics import consistency_metrics, consistent_items, exact_match, label_metrics, rouge_l, token_f1
+from ..scoring.metrics import (
+    consistency_metrics,
+    consistent_items,
+    exact_match,
+    label_metrics,
+    macro_f1_of_resamples,
+    rouge_l,
+    token_f1,
+)
 from ..scoring.reports import comparison_key, split_headline, write_plots
 from ..scoring.stats import bootstrap_ci, rate
+
+# ---- answering: every generation in one pass, every log-likelihood in one pass ----------------
+
+
+def generated_answers(model, tokenizer, records: dict, demos, safety_rows: list[dict], params) -> dict:
+    """dataset -> (prompts, outputs, tokens generated per output) for every dataset's eval items and
+    the safety prompts (under "safety"), generated in one pass: batched by length across datasets,
+    so no dataset ends in a half-empty batch of its own."""
+    prompts = {d: [render(tokenizer, messages(r, demos[r.id])) for r in rs] for d, rs in records.items()}
+    prompts["safety"] = [render(tokenizer, question_chat(row["prompt"])) for row in safety_rows]
+    flat = [p for ps in prompts.values() for p in ps]
+    outputs, counts = generate(model, tokenizer, flat, params.evaluate.max_new_tokens, params.evaluate.batch_size)
+    answers, start = {}, 0
+    for dataset, ps in prompts.items():
+        answers[dataset] = (ps, outputs[start : start + len(ps)], counts[start : start + len(ps)])
+        start += len(ps)
+    return answers
+
 
 # ---- scoring one dataset -------------------------------------------------------------------
 
 
-def generations(model, tokenizer, records, demos, params) -> tuple[list[str], list[str], int]:
-    prompts = [render(tokenizer, messages(r, demos[r.id])) for r in records]
-    outputs, produced = generate(model, tokenizer, prompts, params.evaluate.max_new_tokens, params.evaluate.batch_size)
-    return prompts, outputs, produced
-
-
-def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[dict, list[dict], dict]:
-    """Metrics, per-item samples and per-item score vectors of one dataset."""
+def score_dataset(dataset, records, answers, scorer, demos, params) -> tuple[dict, list[dict], dict]:
+    """Metrics, per-item samples and per-item score vectors of one dataset, from its generated
+    `answers` (prompts, outputs, token counts) and the log-likelihood `scorer`."""
     n_boot, seed = params.evaluate.bootstrap_samples, params.data.seed
-    prompts, outputs, produced = generations(model, tokenizer, records, demos, params)
+    prompts, outputs, produced = answers
     parsed = [parse_answer(o, r) for o, r in zip(outputs, records)]
     samples = [{"id": r.id, "dataset": dataset, "method": params.method, "prompt": p, "output": o,
                 "parsed": a, "gold": r.answer} for r, p, o, a in zip(records, prompts, outputs, parsed)]
-    items, metrics = {}, {"generated_tokens": produced}
+    items, metrics = {}, {"generated_tokens": sum(produced)}
     metrics["unparsed_rate"] = rate([a is None for a in parsed], n_boot, seed)
 
     if dataset == "radqa":
@@ -93,36 +113,34 @@ def score_dataset(dataset, records, model, tokenizer, demos, params) -> tuple[di
         return metrics, samples, _by_id(records, items)
 
     generated_correct = [float(a == r.answer) for a, r in zip(parsed, records)]
-    predicted = loglik_predictions(model, tokenizer, records, demos, params)
+    predicted = loglik_predictions(scorer, records, demos)
     correct = [float(p == r.answer) for p, r in zip(predicted, records)]
     metrics.update(accuracy=rate(correct, n_boot, seed), generation_accuracy=rate(generated_correct, n_boot, seed))
     items.update(accuracy=correct, generation_accuracy=generated_correct)
     for sample, p, c, g in zip(samples, predicted, correct, generated_correct):
         sample.update(loglik_answer=p, correct=bool(c), generation_correct=bool(g))
     if records[0].options:
-        bias, bias_items = position_bias(model, tokenizer, records, demos, params, predicted)
+        bias, bias_items = position_bias(scorer, records, demos, params, predicted)
         metrics.update(bias)
         items.update(bias_items)
-        if params.method == "icl" and params.icl.shuffle_permutations > 1:  # beside `accuracy`, never in it
-            voted = voted_predictions(model, tokenizer, records, demos, params)
+        if votes(params):  # beside `accuracy`, never in it
+            voted = voted_predictions(scorer, records, demos, params)
             metrics["voted_accuracy"] = rate([float(v == r.answer) for v, r in zip(voted, records)], n_boot, seed)
 
     if dataset == "pubmedqa":
-        metrics.update(pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples, items))
+        metrics.update(pubmedqa_extras(scorer, records, demos, params, predicted, samples, items))
     return metrics, samples, _by_id(records, items)
 
 
-def pubmedqa_extras(model, tokenizer, records, demos, params, predicted, samples, items) -> dict:
+def pubmedqa_extras(scorer, records, demos, params, predicted, samples, items) -> dict:
     """Macro-F1 and confusion of the log-likelihood answers, and consistency across variants."""
     gold = [r.answer for r in records]
     labels = label_metrics(gold, predicted, PUBMEDQA_LABELS)
 
-    def macro_f1(index):
-        return label_metrics([gold[i] for i in index], [predicted[i] for i in index], PUBMEDQA_LABELS)["macro_f1"]
-
-    low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.data.seed, statistic=lambda
-                             idx: macro_f1(idx.astype(int)))
-    variants = [predicted] + [loglik_predictions(model, tokenizer, records, demos, params, v)
+    low, high = bootstrap_ci(np.arange(len(gold)), params.evaluate.bootstrap_samples, params.data.seed, by_rows=True,
+                             statistic=lambda index: macro_f1_of_resamples(gold, predicted, PUBMEDQA_LABELS,
+                                                                           index.astype(int)))
+    variants = [predicted] + [loglik_predictions(scorer, records, demos, v)
                               for v in range(1, params.evaluate.consistency_variants)]
     answers = [list(row) for row in zip(*variants)]  # per item, its answer under each variant
     consistent = consistent_items(variants)
@@ -149,29 +167,31 @@ def _by_id(records, items: dict[str, list]) -> dict[str, dict[str, float]]:
 def run(params, root: Path = Path(".")) -> dict:
     start = time.perf_counter()
     phases = {}  # wall seconds of each part, in the cost file: where an evaluation's time goes
-    tokenizer = load_tokenizer(base_path(params.model.base, root))
-    demos = demonstrations(params, root)
+    tokenizer, demos = load_tokenizer(base_path(params.model.base, root)), demonstrations(params, root)
+    records = {d: read_records(root / paths.split_file(d, "eval")) for d in params.data.datasets}
+    records_by_id = {r.id: r for rs in records.values() for r in rs}
+    risky = safety_rows(params, root)
     with timed() as clock:
         model = load_method_model(params, root)
     phases["load model"] = clock["seconds"]
-    metrics, samples, items, records_by_id = {"method": params.method}, [], {}, {}
-    progress = tqdm(params.data.datasets, desc=f"[evaluate] method={params.method}", unit="dataset")
-    for dataset in progress:
-        progress.set_postfix_str(dataset)
-        records = read_records(root / paths.split_file(dataset, "eval"))
-        records_by_id.update({r.id: r for r in records})
-        with timed() as clock:
-            metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records, model, tokenizer,
-                                                                           demos, params)
-        phases[dataset] = clock["seconds"]
-        samples += dataset_samples
-        items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
-        tqdm.write(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
-                                                         if isinstance(v, dict) and "value" in v))
-    metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
     with timed() as clock:
-        safety = safety_samples(model, tokenizer, params, safety_rows(params, root))
-    phases["safety"] = clock["seconds"]
+        answers = generated_answers(model, tokenizer, records, demos, risky, params)
+    phases["generate"] = clock["seconds"]
+    with timed() as clock:
+        scorer = prefetched_scorer(model, tokenizer, records, demos, params)
+    phases["log-likelihood"] = clock["seconds"]
+    metrics, samples, items = {"method": params.method}, [], {}
+    with timed() as clock:
+        for dataset in params.data.datasets:
+            metrics[dataset], dataset_samples, dataset_items = score_dataset(dataset, records[dataset],
+                                                                           answers[dataset], scorer, demos, params)
+            samples += dataset_samples
+            items.update({f"{dataset}.{k}": v for k, v in dataset_items.items()})
+            tqdm.write(f"[evaluate] {dataset}: " + ", ".join(f"{k}={v['value']}" for k, v in metrics[dataset].items()
+                                                             if isinstance(v, dict) and "value" in v))
+        metrics["hallucination"], items["hallucination"] = hallucination(records_by_id, samples, params)
+        safety = safety_samples(risky, answers["safety"], params)
+    phases["metrics"] = clock["seconds"]
     generated_seconds = time.perf_counter() - start
     del model
 
@@ -180,12 +200,11 @@ def run(params, root: Path = Path(".")) -> dict:
         threshold = reward_scores(samples + safety, chats, params, root)
     phases["reward model"] = clock["seconds"]
     if "radqa" in metrics:
-        metrics["radqa"]["reward_mean"] = rate([s["reward"] for s in samples if s["dataset"] == "radqa"],
-                                               params.evaluate.bootstrap_samples, params.data.seed, binary=False)
+        radqa = [s["reward"] for s in samples if s["dataset"] == "radqa"]
+        metrics["radqa"]["reward_mean"] = rate(radqa, params.evaluate.bootstrap_samples, params.data.seed, binary=False)
     metrics["safety"] = safety_metrics(samples, safety, threshold, params)
     items["safety.unsafe_rule"] = {s["id"]: float(s["unsafe_rule"]) for s in safety}
-    eval_records = {d: [r for r in records_by_id.values() if r.dataset == d] for d in params.data.datasets}
-    metrics["comparison"] = comparison_key(params, root, eval_records, safety_rows(params, root))
+    metrics["comparison"] = comparison_key(params, root, records, risky)
     metrics["replicate"] = replicate(params, root)
     cost = {
         "seconds": round(time.perf_counter() - start, 2),

@@ -31,7 +31,7 @@ from ..params import dump_params
 from ..runtime import peak_memory_mb, timed
 from . import distributed
 from .checkpoints import clear_checkpoints, fingerprint, resume_checkpoint, tokens_at, train_tokens_at
-from .speed import scored_positions_only
+from .speed import adapters_in_base_dtype, compile_seconds, no_save_at_end, scored_positions_only, training_levers
 
 
 @dataclass
@@ -91,7 +91,11 @@ def sections(recipe: Recipe, params, root: Path) -> dict:
 def setup(recipe: Recipe, params, root: Path) -> tuple[str | None, tuple[int, int]]:
     """Wrap the model for several processes (before anything evaluates it), count its trainable
     parameters (before FSDP shards them), fingerprint the run (params, inputs and the base's
-    files); the checkpoint to resume from (None for a fresh start) and the counts."""
+    files); the checkpoint to resume from (None for a fresh start) and the counts. Adapters leave
+    float32 first when `autocast_adapter_dtype` is off (DDP buckets the parameters as they are)."""
+    if not recipe.train.autocast_adapter_dtype:
+        adapters_in_base_dtype(recipe.trainer.model)
+    recipe.trainer.add_callback(no_save_at_end())
     distributed.prepare(recipe.trainer)
     counts = trainable_parameters(recipe.trainer.model)
     stamp = fingerprint(recipe.stage, params, sections(recipe, params, root), [root / paths.BASE_DIR, *recipe.inputs])
@@ -127,7 +131,8 @@ def train(recipe: Recipe, checkpoint: str | None, counts: tuple[int, int]) -> di
     # TRL (1.16) counts `num_tokens` from 0 in every `train` call and does not restore it from a
     # checkpoint: a resumed run logged only its own tokens (6,280 against 39,804 uninterrupted).
     trainer._total_train_tokens = train_tokens_at(checkpoint)
-    with timed() as clock:
+    compiled_before = compile_seconds()
+    with timed() as clock, training_levers(trainer, recipe.train):
         trainer.train(resume_from_checkpoint=checkpoint)
     after = recipe.after(trainer)
     trainable, total = counts
@@ -139,10 +144,12 @@ def train(recipe: Recipe, checkpoint: str | None, counts: tuple[int, int]) -> di
                    trainable_percent=round(100 * trainable / total, 4), steps=steps)
     metrics["cost"] = {  # the only figures that vary between identical runs
         "train_seconds": clock["seconds"],
-        "train_tokens": logged_tokens(trainer.state.log_history),
+        # SFT's non-pad count where it has one: TRL's own counts the padding of compiled static batches
+        "train_tokens": metrics.get("tokens_seen", logged_tokens(trainer.state.log_history)),
         "gpus": trainer.args.n_gpu * trainer.args.world_size,  # DDP: 1 per process; DataParallel: n in one
         "peak_memory_mb": peak_memory_mb(),
         "resumed_from_step": int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0,
+        "compile_seconds": round(compile_seconds() - compiled_before, 2),  # within train_seconds
     }
     if "tokens_seen" in metrics:  # tokens of this call only, over this call's seconds
         tokens = metrics["tokens_seen"] - tokens_before
