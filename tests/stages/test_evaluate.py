@@ -71,7 +71,7 @@ def test_base_writes_every_output_with_intervals(built):
     assert set(cost["phase_seconds"]) == {"load model", "generate", "log-likelihood", "metrics", "reward model"}
     assert sum(cost["phase_seconds"].values()) <= cost["seconds"]
     assert sum(metrics["medqa"]["predicted_letters"].values()) == 4
-    assert metrics["comparison"]["data"]["eval_ids"]["medqa"]["n"] == 4
+    assert metrics["comparison"]["items"]["medqa"]["n"] == 4
 
 
 def test_a_method_that_shifts_its_favourite_letter_is_caught_by_circular_accuracy(built):

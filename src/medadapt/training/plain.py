@@ -92,7 +92,7 @@ def pair_batches(params, tokenizer, stage: str, root: Path = Path(".")) -> list[
     rejected), padded to the longest row; labels on the answers only."""
     train = params.training(stage)
     limit = min(train.max_length, params.model.max_length)
-    pairs = read_jsonl(root / paths.PAIRS / "train.jsonl")
+    pairs = read_jsonl(root / paths.preference_file(stage, "train"))
     batches = []
     for start in range(0, len(pairs), train.batch_size):
         chunk = pairs[start : start + train.batch_size]
