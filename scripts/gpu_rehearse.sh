@@ -48,7 +48,7 @@ fi
 # A scratch project: the user's params with the sizes of the issue, prepared from $DATA.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/data" && cp -r data/safety "$work/data/" && cp -r params.yaml presets "$work/"
+mkdir -p "$work/data" && cp -r data/safety data/judges "$work/data/" && cp -r params.yaml presets "$work/"
 base=${TOKENIZER:-builtin:tiny-llama}
 common=(--set "data.source=$DATA" --set "model.base=$base" --set "data.datasets=[pubmedqa,medmcqa,medqa]"
         --set tracking.dvclive=false --set evaluate.batch_size=64)
