@@ -74,7 +74,7 @@ def test_a_local_base_folder_passes(project):
 
 
 def test_the_data_section_example_checks_on_the_real_samples(project, shared_data):
-    """README, Data: `data.source=../shared/data` needs RadQA left out, and says so."""
+    """docs/data.md: `data.source=../shared/data` needs RadQA left out, and says so."""
     assert "leave it out: -S 'data.datasets=[pubmedqa,medmcqa,medqa]'" in \
         found(f"data.source={shared_data}", root=project)["data.datasets"]
     assert found(f"data.source={shared_data}", NARROWED, root=project) == {}

@@ -1,4 +1,4 @@
-"""The package's architecture, as the README's Layout draws it: floors, no import circle, and no
+"""The package's architecture, as docs/layout.md draws it: floors, no import circle, and no
 training code under the stages that do not train."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Sharing through a DVC remote: run part of the pipeline, `dvc push` to a local-folder remote,
 `git clone` the repo elsewhere, `dvc pull`; the clone then has every model and nothing to run.
 
-The uncached outputs (`dvclive/<stage>/`, `metrics/`) travel through git; data and models through
-the remote; a training stage leaves no `checkpoints/` behind once it finished.
+The uncached outputs (`metrics/`, `reports/cost/`) travel through git; data, models and the training
+curves (`dvclive/<stage>/`) through the remote; a training stage leaves no `checkpoints/` behind once it finished.
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def test_read_set_names_file_line_field(tmp_path, row, field, problem):
 
 
 def test_committed_report_equals_the_figures_recomputed():
-    """reports/judges.json (and the README figures taken from it) cannot drift from the rules."""
+    """reports/judges.json (and the figures docs/metrics.md takes from it) cannot drift from the rules."""
     assert validate(REPO) == json.loads((REPO / JUDGES_REPORT).read_text())
 
 

@@ -110,7 +110,7 @@ def test_shapes_build_the_model_config_with_its_parameter_count(name):
 
 
 # Peak GPU memory (GiB, torch's allocator) of LoRA r=8 training steps on a random-init model of
-# Llama-3.1-8B's shapes on one H200: the README's bench table (batch 4 x 512) and issue 13's
+# Llama-3.1-8B's shapes on one H200: docs/gpu.md's bench table (batch 4 x 512) and issue 13's
 # plain loop (batch 4 x 1024 without checkpointing, batch 8 x 1024 with it).
 MEASURED = [("none", 4, 512, False, 39.5), ("8bit", 4, 512, False, 56.3), ("4bit", 4, 512, False, 42.9),
             ("none", 4, 1024, False, 54.0), ("none", 8, 1024, True, 29.0)]
