@@ -165,7 +165,7 @@ def panel(axis, points: list[dict], kind: str, dataset: str) -> None:
 def main(params, root: Path = Path("."), _unused: str | None = None) -> list[dict]:
     points = collect(root)
     if not any(p["budget"] != "base" for p in points):
-        print("no scaling result found: queue the grid in the README (Scaling) and run it first")
+        print('no scaling result found: queue the grid in the README ("How results scale with data") and run it first')
         return points
     text = markdown(points)
     print(text)
