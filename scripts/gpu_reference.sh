@@ -13,7 +13,7 @@
 set -euo pipefail
 DATA=$(realpath "$1"); OUT=$(realpath "$2"); REPO=$(pwd)
 WORK=${WORK:-/tmp/reference}
-rm -rf "$WORK" && mkdir -p "$WORK" "$OUT" && cp -r "$REPO/data" "$WORK"/ && cd "$WORK"
+rm -rf "$WORK" && mkdir -p "$WORK" "$OUT" && cp -r "$REPO/data" "$REPO/params.yaml" "$WORK"/ && cd "$WORK"
 n_eval=${EVAL:-100} n_train=${TRAIN:-100000}  # 100000: every train item that remains
 sets=(--set "data.source=$DATA" --set "data.datasets=[pubmedqa,medmcqa,medqa]" --set "model.base=${BASE:-builtin:smollm2-135m}"
       --set data.preferences.max_pairs_per_source=64 --set train.batch_size=8 --set train.save_steps=100000
