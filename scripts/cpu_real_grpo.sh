@@ -29,6 +29,5 @@ for method in base grpo; do
   mkdir -p runs/$method/reports && cp -r metrics runs/$method/ && cp -r reports/cost reports/eval_items.json \
     reports/eval_details.json runs/$method/reports/
   sed -E "s/^method: [a-z_]+/method: $method/" params.yaml > runs/$method/params.yaml
-  gzip -c reports/eval_samples.jsonl > runs/$method/reports/eval_samples.jsonl.gz
-done
+done  # reports/eval_samples.jsonl stays behind: its prompts hold the data's text
 cp -r runs "$OUT"/
